@@ -20,12 +20,12 @@ func TestValueRedactsEverywhere(t *testing.T) {
 	}{v}
 
 	outputs := map[string]string{
-		"%v":  fmt.Sprintf("%v", v),
-		"%s":  fmt.Sprintf("%s", v),
-		"%q":  fmt.Sprintf("%q", v),
-		"%x":  fmt.Sprintf("%x", v),
-		"%#v": fmt.Sprintf("%#v", v),
-		"%+v": fmt.Sprintf("%+v", wrapped),
+		"%v":     fmt.Sprintf("%v", v),
+		"%s":     fmt.Sprintf("%s", v),
+		"%q":     fmt.Sprintf("%q", v),
+		"%x":     fmt.Sprintf("%x", v),
+		"%#v":    fmt.Sprintf("%#v", v),
+		"%+v":    fmt.Sprintf("%+v", wrapped),
 		"Sprint": fmt.Sprint(v),
 	}
 	b, err := json.Marshal(wrapped)

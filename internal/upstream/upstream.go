@@ -94,7 +94,7 @@ type Event struct {
 	ToolCall *ToolCallDelta
 
 	FinishReason string // "stop", "length", "tool_calls" or "content_filter"
-	Usage        *Usage  // nil when upstream does not report usage
+	Usage        *Usage // nil when upstream does not report usage
 }
 
 // ImageRef is a generated image: a URL on the upstream's asset host, or

@@ -1,0 +1,159 @@
+// Package config loads the gateway's settings from environment variables, an
+// optional YAML file and `_FILE` variants for secrets, and validates them
+// before the server listens.
+//
+// Precedence, lowest first: built-in defaults, the config file, environment
+// variables. A setting NAME that holds a secret may also be read from the
+// file named by NAME_FILE.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/grokproxy/grokproxy/internal/secret"
+)
+
+// Config is every setting of the gateway. Each field names its environment
+// variable; Settings lists them with defaults and help text.
+type Config struct {
+	Host string // HOST: listen address, default all interfaces
+	Port int    // PORT: listen port, default 8000
+
+	DatabaseURL   string // DATABASE_URL: postgres://… or a SQLite path, default ./grokproxy.db
+	DBPoolMinSize int    // DB_POOL_MIN_SIZE: PostgreSQL connections kept open, default 2
+	DBPoolMaxSize int    // DB_POOL_MAX_SIZE: PostgreSQL connections at most, default 20
+	RedisURL      string // REDIS_URL: shared state for replicas; empty keeps state in process
+
+	// EncryptionKey (GROKPROXY_ENCRYPTION_KEY) is the keyring text,
+	// "ID:BASE64,ID:BASE64" with the newest last. Empty is allowed only on
+	// SQLite, where a key file is generated next to the database.
+	EncryptionKey secret.Value
+
+	APIPasswords []secret.Value // API_PASSWORD: static user keys, comma-separated
+	AdminAPIKeys []secret.Value // ADMIN_API_KEYS: static admin keys, comma-separated
+
+	GrokBaseURL string // GROK_BASE_URL: origin of the Grok web app, default https://grok.com
+	XAIBaseURL  string // XAI_BASE_URL: official xAI API base, default https://api.x.ai/v1
+
+	LogLevel       string // LOG_LEVEL: debug, info, warn or error; default info
+	LogFormat      string // LOG_FORMAT: json or text; default json
+	MetricsEnabled bool   // METRICS_ENABLED: serve /metrics, default true
+	SentryDSN      secret.Value
+
+	UserRateLimitPerMinute int // USER_RATE_LIMIT_PER_MINUTE: default per-user limit, 60
+
+	SessionRotationThreshold   int           // SESSION_ROTATION_THRESHOLD: 500 requests per window
+	SessionRotationWindow      time.Duration // SESSION_ROTATION_WINDOW: 24h
+	SessionMaxAge              time.Duration // SESSION_MAX_AGE_HOURS: 24 (hours)
+	SessionFailureThreshold    float64       // SESSION_FAILURE_THRESHOLD: 0.2
+	SessionFailureWindow       int           // SESSION_FAILURE_WINDOW: 20 requests
+	SessionRateLimitPerSecond  float64       // SESSION_RATE_LIMIT_PER_SECOND: 10
+	SessionHealthCheckInterval time.Duration // SESSION_HEALTH_CHECK_INTERVAL: 30s
+	SessionDefaultCooldown     time.Duration // SESSION_DEFAULT_COOLDOWN: 60s
+
+	MaxAttempts     int           // MAX_ATTEMPTS: upstream tries per request, default 3
+	RequestTimeout  time.Duration // REQUEST_TIMEOUT: deadline of one request, default 5m
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: drain deadline on SIGTERM, default 30s
+	MaxBodyBytes    int64         // MAX_BODY_BYTES: request body cap, default 10 MiB
+
+	CORSAllowedOrigins []string       // CORS_ALLOWED_ORIGINS: default any origin
+	IPAllowlist        []netip.Prefix // IP_ALLOWLIST: CIDRs allowed on /v1; empty allows all
+	AdminIPAllowlist   []netip.Prefix // ADMIN_IP_ALLOWLIST: CIDRs allowed on /admin; empty allows all
+	TrustedProxies     []netip.Prefix // TRUSTED_PROXIES: peers whose X-Forwarded-For is believed
+
+	StoreContent string // STORE_CONTENT: full, redacted or none; default full
+	// EncryptContent (ENCRYPT_CONTENT) encrypts stored prompts and
+	// responses with the keyring.
+	EncryptContent bool
+
+	AuditSpoolPath     string        // AUDIT_SPOOL_PATH: default grokproxy-audit.spool
+	AuditSpoolMaxBytes int64         // AUDIT_SPOOL_MAX_BYTES: default 256 MiB
+	AuditFlushInterval time.Duration // AUDIT_FLUSH_INTERVAL: default 200ms
+	AuditSpoolFull     string        // AUDIT_SPOOL_FULL_POLICY: refuse or drop_oldest
+
+	BcryptCost int // BCRYPT_COST: cost of new key hashes, default 12
+
+	// ModelsFile (MODELS_FILE) overrides the built-in model table.
+	ModelsFile string
+}
+
+// Default returns the built-in defaults.
+func Default() Config {
+	c := Config{}
+	for _, s := range Settings {
+		if s.Default != "" {
+			if err := s.set(&c, s.Default); err != nil {
+				panic(fmt.Sprintf("default of %s: %v", s.Name, err))
+			}
+		}
+	}
+	return c
+}
+
+// IsPostgres reports whether DatabaseURL names a PostgreSQL server. Any
+// other value is a SQLite path.
+func (c *Config) IsPostgres() bool {
+	return strings.HasPrefix(c.DatabaseURL, "postgres://") ||
+		strings.HasPrefix(c.DatabaseURL, "postgresql://")
+}
+
+// SQLitePath returns the SQLite file path of DatabaseURL, accepting a bare
+// path or a "sqlite://" or "file:" prefix.
+func (c *Config) SQLitePath() string {
+	p := strings.TrimPrefix(c.DatabaseURL, "sqlite://")
+	return strings.TrimPrefix(p, "file:")
+}
+
+// Addr returns the listen address.
+func (c *Config) Addr() string {
+	return fmt.Sprintf("%s:%d", c.Host, c.Port)
+}
+
+// Validate checks settings that parse but do not make sense together. The
+// error names the setting.
+func (c *Config) Validate() error {
+	switch {
+	case c.Port < 0 || c.Port > 65535:
+		return fmt.Errorf("PORT: %d is out of range 0-65535", c.Port)
+	case c.DatabaseURL == "":
+		return fmt.Errorf("DATABASE_URL: must not be empty")
+	case c.IsPostgres() && c.EncryptionKey.Empty():
+		return fmt.Errorf("GROKPROXY_ENCRYPTION_KEY: required with PostgreSQL, so that all replicas share one key (generate one with `grokproxy keygen`)")
+	case c.DBPoolMinSize > c.DBPoolMaxSize:
+		return fmt.Errorf("DB_POOL_MIN_SIZE: %d is above DB_POOL_MAX_SIZE %d", c.DBPoolMinSize, c.DBPoolMaxSize)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("MAX_ATTEMPTS: must be at least 1, got %d", c.MaxAttempts)
+	case c.SessionFailureThreshold <= 0 || c.SessionFailureThreshold > 1:
+		return fmt.Errorf("SESSION_FAILURE_THRESHOLD: must be in (0, 1], got %v", c.SessionFailureThreshold)
+	case c.SessionFailureWindow < 10:
+		return fmt.Errorf("SESSION_FAILURE_WINDOW: must be at least 10 requests, got %d", c.SessionFailureWindow)
+	case c.BcryptCost < 4 || c.BcryptCost > 31:
+		return fmt.Errorf("BCRYPT_COST: must be in 4-31, got %d", c.BcryptCost)
+	case c.UserRateLimitPerMinute < 1:
+		return fmt.Errorf("USER_RATE_LIMIT_PER_MINUTE: must be at least 1, got %d", c.UserRateLimitPerMinute)
+	case c.MaxBodyBytes < 1024:
+		return fmt.Errorf("MAX_BODY_BYTES: must be at least 1024, got %d", c.MaxBodyBytes)
+	}
+	if err := oneOf("STORE_CONTENT", c.StoreContent, "full", "redacted", "none"); err != nil {
+		return err
+	}
+	if err := oneOf("AUDIT_SPOOL_FULL_POLICY", c.AuditSpoolFull, "refuse", "drop_oldest"); err != nil {
+		return err
+	}
+	if err := oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error"); err != nil {
+		return err
+	}
+	return oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
+}
+
+func oneOf(name, value string, allowed ...string) error {
+	for _, a := range allowed {
+		if value == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %q is not one of %s", name, value, strings.Join(allowed, ", "))
+}

@@ -1,0 +1,195 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grokproxy/grokproxy/internal/secret"
+)
+
+// Setting is one configuration variable.
+type Setting struct {
+	Name    string // environment variable, e.g. "PORT"
+	Default string // text form of the default; empty means unset
+	Help    string // what it sets and in what unit
+	Secret  bool   // may be read from NAME_FILE; never printed
+	set     func(c *Config, v string) error
+}
+
+// Settings lists every setting in the order `grokproxy serve --help` prints
+// them.
+var Settings = []Setting{
+	{Name: "HOST", Help: "listen address (empty: all interfaces)", set: str(func(c *Config) *string { return &c.Host })},
+	{Name: "PORT", Default: "8000", Help: "listen port", set: integer(func(c *Config) *int { return &c.Port })},
+	{Name: "DATABASE_URL", Default: "./grokproxy.db", Help: "postgres://… URL, or a SQLite file path", set: str(func(c *Config) *string { return &c.DatabaseURL })},
+	{Name: "DB_POOL_MIN_SIZE", Default: "2", Help: "PostgreSQL connections kept open", set: integer(func(c *Config) *int { return &c.DBPoolMinSize })},
+	{Name: "DB_POOL_MAX_SIZE", Default: "20", Help: "PostgreSQL connections at most", set: integer(func(c *Config) *int { return &c.DBPoolMaxSize })},
+	{Name: "REDIS_URL", Help: "redis:// URL for state shared by replicas (empty: in process)", set: str(func(c *Config) *string { return &c.RedisURL })},
+	{Name: "GROKPROXY_ENCRYPTION_KEY", Secret: true, Help: "keyring for data at rest, ID:BASE64 entries (32-byte keys), newest last; required on PostgreSQL", set: secretValue(func(c *Config) *secret.Value { return &c.EncryptionKey })},
+	{Name: "API_PASSWORD", Secret: true, Help: "static user keys, comma-separated; each acts as its own user", set: secretList(func(c *Config) *[]secret.Value { return &c.APIPasswords })},
+	{Name: "ADMIN_API_KEYS", Secret: true, Help: "static admin keys, comma-separated", set: secretList(func(c *Config) *[]secret.Value { return &c.AdminAPIKeys })},
+	{Name: "GROK_BASE_URL", Default: "https://grok.com", Help: "origin of the Grok web app (REST, WebSocket and asset paths hang off it)", set: str(func(c *Config) *string { return &c.GrokBaseURL })},
+	{Name: "XAI_BASE_URL", Default: "https://api.x.ai/v1", Help: "base URL of the official xAI API", set: str(func(c *Config) *string { return &c.XAIBaseURL })},
+	{Name: "LOG_LEVEL", Default: "info", Help: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
+	{Name: "LOG_FORMAT", Default: "json", Help: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
+	{Name: "METRICS_ENABLED", Default: "true", Help: "serve Prometheus metrics on /metrics", set: boolean(func(c *Config) *bool { return &c.MetricsEnabled })},
+	{Name: "SENTRY_DSN", Secret: true, Help: "Sentry DSN for error reports (empty: off)", set: secretValue(func(c *Config) *secret.Value { return &c.SentryDSN })},
+	{Name: "USER_RATE_LIMIT_PER_MINUTE", Default: "60", Help: "requests per minute for users without their own limit", set: integer(func(c *Config) *int { return &c.UserRateLimitPerMinute })},
+	{Name: "SESSION_ROTATION_THRESHOLD", Default: "500", Help: "requests one session may serve per rotation window (0: no cap)", set: integer(func(c *Config) *int { return &c.SessionRotationThreshold })},
+	{Name: "SESSION_ROTATION_WINDOW", Default: "24h", Help: "rotation window, a Go duration", set: duration(func(c *Config) *time.Duration { return &c.SessionRotationWindow })},
+	{Name: "SESSION_MAX_AGE_HOURS", Default: "24", Help: "hours without a successful probe before the health check probes a session", set: hours(func(c *Config) *time.Duration { return &c.SessionMaxAge })},
+	{Name: "SESSION_FAILURE_THRESHOLD", Default: "0.2", Help: "failure rate (0-1) over the failure window that quarantines a session", set: float(func(c *Config) *float64 { return &c.SessionFailureThreshold })},
+	{Name: "SESSION_FAILURE_WINDOW", Default: "20", Help: "requests in the failure-rate window", set: integer(func(c *Config) *int { return &c.SessionFailureWindow })},
+	{Name: "SESSION_RATE_LIMIT_PER_SECOND", Default: "10", Help: "requests per second per session (token bucket)", set: float(func(c *Config) *float64 { return &c.SessionRateLimitPerSecond })},
+	{Name: "SESSION_HEALTH_CHECK_INTERVAL", Default: "30s", Help: "period of the session health check, a Go duration", set: duration(func(c *Config) *time.Duration { return &c.SessionHealthCheckInterval })},
+	{Name: "SESSION_DEFAULT_COOLDOWN", Default: "60s", Help: "rest after a 429 whose reset time is unknown, a Go duration", set: duration(func(c *Config) *time.Duration { return &c.SessionDefaultCooldown })},
+	{Name: "MAX_ATTEMPTS", Default: "3", Help: "upstream tries per request, on different sessions", set: integer(func(c *Config) *int { return &c.MaxAttempts })},
+	{Name: "REQUEST_TIMEOUT", Default: "5m", Help: "deadline of one request, a Go duration", set: duration(func(c *Config) *time.Duration { return &c.RequestTimeout })},
+	{Name: "SHUTDOWN_TIMEOUT", Default: "30s", Help: "how long shutdown waits for streams to finish, a Go duration", set: duration(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{Name: "MAX_BODY_BYTES", Default: "10485760", Help: "request body cap in bytes", set: int64Value(func(c *Config) *int64 { return &c.MaxBodyBytes })},
+	{Name: "CORS_ALLOWED_ORIGINS", Default: "*", Help: "origins allowed by CORS, comma-separated (*: any)", set: list(func(c *Config) *[]string { return &c.CORSAllowedOrigins })},
+	{Name: "IP_ALLOWLIST", Help: "CIDRs allowed on /v1 and health routes, comma-separated (empty: all)", set: prefixes(func(c *Config) *[]netip.Prefix { return &c.IPAllowlist })},
+	{Name: "ADMIN_IP_ALLOWLIST", Help: "CIDRs allowed on /admin, comma-separated (empty: all)", set: prefixes(func(c *Config) *[]netip.Prefix { return &c.AdminIPAllowlist })},
+	{Name: "TRUSTED_PROXIES", Help: "CIDRs of proxies whose X-Forwarded-For is believed", set: prefixes(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies })},
+	{Name: "STORE_CONTENT", Default: "full", Help: "prompt and response storage: full, redacted (PII scrubbed) or none", set: str(func(c *Config) *string { return &c.StoreContent })},
+	{Name: "ENCRYPT_CONTENT", Default: "false", Help: "encrypt stored prompts and responses with the keyring", set: boolean(func(c *Config) *bool { return &c.EncryptContent })},
+	{Name: "AUDIT_SPOOL_PATH", Default: "grokproxy-audit.spool", Help: "local file that keeps audit records while the store is unreachable", set: str(func(c *Config) *string { return &c.AuditSpoolPath })},
+	{Name: "AUDIT_SPOOL_MAX_BYTES", Default: "268435456", Help: "audit spool size cap in bytes", set: int64Value(func(c *Config) *int64 { return &c.AuditSpoolMaxBytes })},
+	{Name: "AUDIT_FLUSH_INTERVAL", Default: "200ms", Help: "audit batch flush period, a Go duration; a kill -9 loses at most this much", set: duration(func(c *Config) *time.Duration { return &c.AuditFlushInterval })},
+	{Name: "AUDIT_SPOOL_FULL_POLICY", Default: "refuse", Help: "when the spool is full: refuse (503 new requests) or drop_oldest", set: str(func(c *Config) *string { return &c.AuditSpoolFull })},
+	{Name: "BCRYPT_COST", Default: "12", Help: "bcrypt cost of new API key hashes", set: integer(func(c *Config) *int { return &c.BcryptCost })},
+	{Name: "MODELS_FILE", Help: "YAML file that replaces the built-in model table", set: str(func(c *Config) *string { return &c.ModelsFile })},
+}
+
+func str(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *field(c) = v; return nil }
+}
+
+func integer(field func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", v)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func int64Value(field func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", v)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func float(field func(*Config) *float64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", v)
+		}
+		*field(c) = f
+		return nil
+	}
+}
+
+func boolean(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*field(c) = b
+		return nil
+	}
+}
+
+func duration(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 0 {
+			return fmt.Errorf("%q is not a duration such as 30s or 5m", v)
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func hours(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		h, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || h < 0 {
+			return fmt.Errorf("%q is not a number of hours", v)
+		}
+		*field(c) = time.Duration(h * float64(time.Hour))
+		return nil
+	}
+}
+
+func list(field func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error { *field(c) = splitList(v); return nil }
+}
+
+func secretValue(field func(*Config) *secret.Value) func(*Config, string) error {
+	return func(c *Config, v string) error { *field(c) = secret.New(strings.TrimSpace(v)); return nil }
+}
+
+func secretList(field func(*Config) *[]secret.Value) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []secret.Value
+		for _, s := range splitList(v) {
+			out = append(out, secret.New(s))
+		}
+		*field(c) = out
+		return nil
+	}
+}
+
+func prefixes(field func(*Config) *[]netip.Prefix) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []netip.Prefix
+		for _, s := range splitList(v) {
+			p, err := parsePrefix(s)
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		*field(c) = out
+		return nil
+	}
+}
+
+// parsePrefix accepts a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
