@@ -1,0 +1,193 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/grokproxy/grokproxy/internal/store"
+	"github.com/grokproxy/grokproxy/internal/upstream"
+)
+
+const (
+	// probeConcurrency caps the probes one health-check pass runs at once.
+	probeConcurrency = 4
+	// maxProbesPerPass caps the probes of one pass; the sessions probed
+	// longest ago go first, and the rest wait for the next pass.
+	maxProbesPerPass = 64
+)
+
+// Run checks session health every HealthCheckInterval until ctx is done.
+// Each pass expires sessions whose expires_at has passed, probes
+// quarantined sessions and healthy sessions that had no successful probe
+// for MaxAge, updates the session gauges and saves unsaved counters.
+func (p *Pool) Run(ctx context.Context) {
+	t := time.NewTicker(p.cfg.HealthCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.checkHealth(ctx)
+		}
+	}
+}
+
+// checkHealth runs one health-check pass.
+func (p *Pool) checkHealth(ctx context.Context) {
+	p.mu.Lock()
+	due := p.dueForProbeLocked(p.now())
+	p.mu.Unlock()
+
+	sem := make(chan struct{}, probeConcurrency)
+	var wg sync.WaitGroup
+	for _, id := range due {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			// The result is applied to the session and logged there.
+			_ = p.probeSession(ctx, id)
+		})
+	}
+	wg.Wait()
+
+	p.mu.Lock()
+	p.refreshGaugesLocked(p.now())
+	p.startWriterLocked(true)
+	p.mu.Unlock()
+}
+
+// dueForProbeLocked expires sessions past their expires_at and lists the
+// sessions to probe, those probed longest ago first.
+func (p *Pool) dueForProbeLocked(now time.Time) []string {
+	var due []*entry
+	for _, e := range p.entries {
+		inPool := e.s.Status == store.StatusHealthy || e.s.Status == store.StatusQuarantined
+		if inPool && !e.s.ExpiresAt.IsZero() && !now.Before(e.s.ExpiresAt) {
+			p.setStatusLocked(e, store.StatusExpired, ReasonLoginExpired, "", now)
+			continue
+		}
+		if e.unreadable || e.checkingLogin || p.clients[e.s.Provider] == nil {
+			continue
+		}
+		switch e.s.Status {
+		case store.StatusQuarantined:
+			due = append(due, e)
+		case store.StatusHealthy:
+			if !now.Before(e.lastGoodProbe().Add(p.cfg.MaxAge)) {
+				due = append(due, e)
+			}
+		}
+	}
+
+	slices.SortFunc(due, func(a, b *entry) int { return a.probedAt.Compare(b.probedAt) })
+	ids := make([]string, 0, min(len(due), maxProbesPerPass))
+	for _, e := range due[:min(len(due), maxProbesPerPass)] {
+		ids = append(ids, e.s.ID)
+	}
+	return ids
+}
+
+// probeSession probes session id and applies the result. It returns the
+// probe's error, if any.
+func (p *Pool) probeSession(ctx context.Context, id string) error {
+	p.mu.Lock()
+	e, ok := p.entries[id]
+	if !ok {
+		p.mu.Unlock()
+		return fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	}
+	client := p.clients[e.s.Provider]
+	if client == nil {
+		p.mu.Unlock()
+		return fmt.Errorf("probe session %q: no upstream client for provider %q", id, e.s.Provider)
+	}
+	if e.unreadable {
+		p.mu.Unlock()
+		return fmt.Errorf("probe session %q: credential could not be decrypted; check the encryption keys", id)
+	}
+	cred := credentialOf(e)
+	e.probedAt = p.now()
+	p.mu.Unlock()
+
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	probe, err := client.Probe(pctx, cred)
+	cancel()
+
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok = p.entries[id]; ok {
+		p.applyProbeResultLocked(e, probe, err, now)
+	}
+	if err != nil {
+		return fmt.Errorf("probe session %q: %w", id, err)
+	}
+	return nil
+}
+
+// applyProbeResultLocked moves e by the outcome of a probe. Only a probe
+// brings a quarantined session back; an expired one needs an admin.
+func (p *Pool) applyProbeResultLocked(e *entry, probe upstream.Probe, err error, now time.Time) {
+	inPool := e.s.Status == store.StatusHealthy || e.s.Status == store.StatusQuarantined
+	switch outcomeOf(err) {
+	case upstream.OutcomeOK:
+		p.applyProbeLocked(e, probe, now)
+		if e.s.Status == store.StatusQuarantined {
+			p.setStatusLocked(e, store.StatusHealthy, ReasonProbePassed, "", now)
+		}
+	case upstream.OutcomeUnauthorized:
+		if inPool {
+			p.setStatusLocked(e, store.StatusExpired, ReasonUnauthorized, "a probe was rejected as unauthorized", now)
+		}
+	case upstream.OutcomeBlocked:
+		if e.s.Status == store.StatusHealthy {
+			p.setStatusLocked(e, store.StatusQuarantined, ReasonBlocked, "", now)
+		}
+	case upstream.OutcomeRateLimited:
+		if e.s.Status == store.StatusHealthy {
+			p.restLocked(e, p.resetTimeLocked(e, "", err, now), ReasonRateLimited, now)
+		}
+	case upstream.OutcomeCanceled:
+		// Shutdown, or the admin request went away: nothing was learned.
+	default:
+		p.log.Warn("probe failed", "session_id", e.s.ID, "upstream", e.s.Provider, "error", err)
+	}
+}
+
+// applyProbeLocked records what a passing probe learned.
+func (p *Pool) applyProbeLocked(e *entry, probe upstream.Probe, now time.Time) {
+	e.s.LastHealthCheckAt = now
+	if probe.Tier != "" {
+		e.s.Metadata.Tier = probe.Tier
+	}
+	if probe.AccountID != "" {
+		e.s.Metadata.AccountID = probe.AccountID
+	}
+	if len(probe.Quota) > 0 && e.s.Metadata.Quota == nil {
+		e.s.Metadata.Quota = make(map[string]store.Quota, len(probe.Quota))
+	}
+	for model, q := range probe.Quota {
+		// NOTE: the reset time is an estimate. The probe reports the
+		// window's length, not its start, so the real reset may come
+		// earlier than now plus the window.
+		window := q.Window
+		if window <= 0 {
+			window = p.cfg.DefaultCooldown
+		}
+		e.s.Metadata.Quota[model] = store.Quota{
+			Remaining:     q.Remaining,
+			Total:         q.Total,
+			WindowSeconds: int(q.Window / time.Second),
+			ResetAt:       now.Add(window),
+			CheckedAt:     now,
+		}
+	}
+	p.markDirtyLocked(e, false)
+}

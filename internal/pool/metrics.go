@@ -1,0 +1,74 @@
+package pool
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/grokproxy/grokproxy/internal/store"
+)
+
+// gaugeStatuses are the status labels of grokproxy_active_sessions. A
+// resting session counts as healthy and also as resting.
+var gaugeStatuses = []string{
+	store.StatusHealthy, statusResting, store.StatusQuarantined, store.StatusExpired, store.StatusRevoked,
+}
+
+type metrics struct {
+	active    *prometheus.GaugeVec   // provider, status
+	rotations *prometheus.CounterVec // reason
+	circuit   *prometheus.GaugeVec   // provider
+}
+
+// newMetrics registers the pool's metrics on reg, or on nothing when reg is
+// nil, and initialises every rotation reason at zero.
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "grokproxy_active_sessions",
+			Help: "Sessions in the pool by provider and status; resting sessions count as healthy and as resting.",
+		}, []string{"provider", "status"}),
+		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "grokproxy_session_rotations_total",
+			Help: "Session status changes and rests, by reason.",
+		}, []string{"reason"}),
+		circuit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "grokproxy_circuit_state",
+			Help: "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
+		}, []string{"provider"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.active, m.rotations, m.circuit)
+	}
+	for _, r := range Reasons {
+		m.rotations.WithLabelValues(r)
+	}
+	return m
+}
+
+func (m *metrics) setCircuit(provider, state string) {
+	v := 0.0
+	switch state {
+	case CircuitHalfOpen:
+		v = 1
+	case CircuitOpen:
+		v = 2
+	}
+	m.circuit.WithLabelValues(provider).Set(v)
+}
+
+// refreshGaugesLocked recounts the sessions of every known provider.
+func (p *Pool) refreshGaugesLocked(now time.Time) {
+	for provider := range p.circuits {
+		counts := make(map[string]int, len(gaugeStatuses))
+		for _, e := range p.byProvider[provider] {
+			counts[e.s.Status]++
+			if e.resting(now) {
+				counts[statusResting]++
+			}
+		}
+		for _, status := range gaugeStatuses {
+			p.metrics.active.WithLabelValues(provider, status).Set(float64(counts[status]))
+		}
+	}
+}
