@@ -1,0 +1,171 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"sync"
+	"time"
+)
+
+// maxCacheEntries bounds the verification cache, so a flood of distinct
+// wrong secrets for a known key id cannot grow it without limit.
+const maxCacheEntries = 100_000
+
+// cacheEntry is the verdict on one key text.
+type cacheEntry struct {
+	keyID    string // public key id of the key text
+	userID   string
+	rejected bool // the secret did not match the stored hash
+	inactive bool // the secret matched, but the user is inactive or expired
+
+	principal  Principal // set when neither rejected nor inactive
+	recordID   string    // store id of the key, for last-used times
+	keyExpires time.Time // zero when the key has no expiry
+	userExpiry time.Time // zero when the user has no expiry
+	until      time.Time // end of the cache entry's life
+}
+
+// cache maps an HMAC of each key text to the verdict on it. The HMAC key
+// is random per process, so the map never holds key text or a digest
+// that could be checked offline against a guess.
+type cache struct {
+	hmacKey []byte
+
+	mu      sync.RWMutex // guards the fields below
+	entries map[[sha256.Size]byte]*cacheEntry
+	byKeyID map[string]map[[sha256.Size]byte]struct{}
+	byUser  map[string]map[[sha256.Size]byte]struct{}
+}
+
+func newCache() *cache {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return &cache{
+		hmacKey: k,
+		entries: make(map[[sha256.Size]byte]*cacheEntry),
+		byKeyID: make(map[string]map[[sha256.Size]byte]struct{}),
+		byUser:  make(map[string]map[[sha256.Size]byte]struct{}),
+	}
+}
+
+// digest returns the map key of a key text.
+func (c *cache) digest(text string) [sha256.Size]byte {
+	m := hmac.New(sha256.New, c.hmacKey)
+	m.Write([]byte(text))
+	var d [sha256.Size]byte
+	m.Sum(d[:0])
+	return d
+}
+
+// get returns the live entry for d. An entry past its life is reported
+// as missing and left for put or sweep to remove.
+func (c *cache) get(d [sha256.Size]byte, now time.Time) (*cacheEntry, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[d]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.until) {
+		return nil, false
+	}
+	return e, true
+}
+
+// put stores e under d. When the cache is full it first drops expired
+// entries, then arbitrary ones.
+func (c *cache) put(d [sha256.Size]byte, e *cacheEntry, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[d]; !ok && len(c.entries) >= maxCacheEntries {
+		c.sweepLocked(now)
+		for victim := range c.entries {
+			if len(c.entries) < maxCacheEntries {
+				break
+			}
+			c.deleteLocked(victim)
+		}
+	}
+	c.deleteLocked(d)
+	c.entries[d] = e
+	addIndex(c.byKeyID, e.keyID, d)
+	addIndex(c.byUser, e.userID, d)
+}
+
+// forgetKey drops every entry of a public key id.
+func (c *cache) forgetKey(keyID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d := range c.byKeyID[keyID] {
+		c.deleteLocked(d)
+	}
+}
+
+// forgetUser drops every entry of a user.
+func (c *cache) forgetUser(userID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d := range c.byUser[userID] {
+		c.deleteLocked(d)
+	}
+}
+
+// setKeyExpiry records a new expiry of a key in its cached entries.
+func (c *cache) setKeyExpiry(keyID string, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d := range c.byKeyID[keyID] {
+		e := *c.entries[d]
+		e.keyExpires = at
+		c.entries[d] = &e
+	}
+}
+
+// sweep drops the entries past their life.
+func (c *cache) sweep(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweepLocked(now)
+}
+
+func (c *cache) sweepLocked(now time.Time) {
+	for d, e := range c.entries {
+		if !now.Before(e.until) {
+			c.deleteLocked(d)
+		}
+	}
+}
+
+func (c *cache) deleteLocked(d [sha256.Size]byte) {
+	e, ok := c.entries[d]
+	if !ok {
+		return
+	}
+	delete(c.entries, d)
+	removeIndex(c.byKeyID, e.keyID, d)
+	removeIndex(c.byUser, e.userID, d)
+}
+
+func (c *cache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}
+
+func addIndex(idx map[string]map[[sha256.Size]byte]struct{}, k string, d [sha256.Size]byte) {
+	if k == "" {
+		return
+	}
+	set := idx[k]
+	if set == nil {
+		set = make(map[[sha256.Size]byte]struct{})
+		idx[k] = set
+	}
+	set[d] = struct{}{}
+}
+
+func removeIndex(idx map[string]map[[sha256.Size]byte]struct{}, k string, d [sha256.Size]byte) {
+	set := idx[k]
+	delete(set, d)
+	if len(set) == 0 {
+		delete(idx, k)
+	}
+}
