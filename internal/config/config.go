@@ -121,7 +121,7 @@ func (c *Config) Validate() error {
 	case c.DatabaseURL == "":
 		return fmt.Errorf("DATABASE_URL: must not be empty")
 	case c.IsPostgres() && c.EncryptionKey.Empty():
-		return fmt.Errorf("GROKPROXY_ENCRYPTION_KEY: required with PostgreSQL, so that all replicas share one key (generate one with `grokproxy keygen`)")
+		return fmt.Errorf("GROKPROXY_ENCRYPTION_KEY: required with PostgreSQL, so that all replicas share one key (write one with `grokproxy keygen -o FILE` and set GROKPROXY_ENCRYPTION_KEY_FILE)")
 	case c.DBPoolMinSize > c.DBPoolMaxSize:
 		return fmt.Errorf("DB_POOL_MIN_SIZE: %d is above DB_POOL_MAX_SIZE %d", c.DBPoolMinSize, c.DBPoolMaxSize)
 	case c.MaxAttempts < 1:

@@ -1,0 +1,382 @@
+// Package app assembles the gateway from its parts: store, keyring, pool,
+// upstream clients, authentication, rate limits, audit writer and HTTP
+// server. The command line and the end-to-end tests both start it here.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/grokproxy/grokproxy/internal/admin"
+	"github.com/grokproxy/grokproxy/internal/api/openai"
+	"github.com/grokproxy/grokproxy/internal/audit"
+	"github.com/grokproxy/grokproxy/internal/auth"
+	"github.com/grokproxy/grokproxy/internal/catalog"
+	"github.com/grokproxy/grokproxy/internal/config"
+	"github.com/grokproxy/grokproxy/internal/keyring"
+	"github.com/grokproxy/grokproxy/internal/observe"
+	"github.com/grokproxy/grokproxy/internal/pool"
+	"github.com/grokproxy/grokproxy/internal/ratelimit"
+	"github.com/grokproxy/grokproxy/internal/secret"
+	"github.com/grokproxy/grokproxy/internal/server"
+	"github.com/grokproxy/grokproxy/internal/store"
+	"github.com/grokproxy/grokproxy/internal/store/postgres"
+	"github.com/grokproxy/grokproxy/internal/store/sqlite"
+	"github.com/grokproxy/grokproxy/internal/upstream"
+	"github.com/grokproxy/grokproxy/internal/upstream/grokweb"
+)
+
+// App is one running gateway.
+type App struct {
+	Config   config.Config
+	Log      *slog.Logger
+	Store    store.Store
+	Keyring  *keyring.Keyring
+	Pool     *pool.Pool
+	Auth     *auth.Authenticator
+	Limits   ratelimit.Limiter
+	Audit    *audit.Writer
+	Registry *prometheus.Registry
+	Handler  http.Handler
+
+	// KeyFileCreated is the path of an encryption key file generated on
+	// this start; empty when the key came from settings or an old file.
+	KeyFileCreated string
+
+	redis  *redis.Client
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New opens the store, applies migrations and builds every part. Its
+// background loops start with Start.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	a := &App{Config: cfg, Log: log}
+	if err := a.openStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.build(ctx); err != nil {
+		a.Store.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// OpenStore opens and migrates the store named by cfg, for commands that
+// need only the store.
+func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	var (
+		st  store.Store
+		err error
+	)
+	if cfg.IsPostgres() {
+		st, err = postgres.Open(ctx, cfg.DatabaseURL, cfg.DBPoolMinSize, cfg.DBPoolMaxSize, log)
+	} else {
+		st, err = sqlite.Open(ctx, cfg.SQLitePath(), log)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate store: %w", err)
+	}
+	return st, nil
+}
+
+// KeyFilePath is where the embedded SQLite default keeps its generated
+// encryption key: next to the database file.
+func KeyFilePath(cfg config.Config) string {
+	return cfg.SQLitePath() + ".key"
+}
+
+// LoadKeyring returns the keyring of cfg. On SQLite without a configured
+// key it loads, or on first start creates, the key file next to the
+// database; created reports the latter.
+func LoadKeyring(cfg config.Config) (kr *keyring.Keyring, created bool, err error) {
+	if !cfg.EncryptionKey.Empty() {
+		kr, err = keyring.Parse(cfg.EncryptionKey.Reveal())
+		if err != nil {
+			return nil, false, fmt.Errorf("GROKPROXY_ENCRYPTION_KEY: %w", err)
+		}
+		return kr, false, nil
+	}
+	if cfg.IsPostgres() {
+		return nil, false, errors.New("GROKPROXY_ENCRYPTION_KEY: required with PostgreSQL")
+	}
+	path := KeyFilePath(cfg)
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, false, err
+		}
+	}
+	return keyring.LoadOrCreateFile(path)
+}
+
+func (a *App) openStore(ctx context.Context) error {
+	kr, created, err := LoadKeyring(a.Config)
+	if err != nil {
+		return err
+	}
+	a.Keyring = kr
+	if created {
+		a.KeyFileCreated = KeyFilePath(a.Config)
+		a.Log.Warn("generated an encryption key file next to the database; back it up with the database, or set GROKPROXY_ENCRYPTION_KEY",
+			"path", a.KeyFileCreated)
+	}
+	st, err := OpenStore(ctx, a.Config, a.Log)
+	if err != nil {
+		return err
+	}
+	a.Store = st
+	return nil
+}
+
+func (a *App) build(ctx context.Context) error {
+	cfg := a.Config
+	cat := catalog.Builtin()
+	if cfg.ModelsFile != "" {
+		var err error
+		if cat, err = catalog.LoadFile(cfg.ModelsFile); err != nil {
+			return fmt.Errorf("MODELS_FILE: %w", err)
+		}
+	}
+	modelIDs := make([]string, 0, len(cat.Models()))
+	for _, m := range cat.Models() {
+		modelIDs = append(modelIDs, m.ID)
+	}
+	a.Registry = observe.NewRegistry()
+	metrics := observe.NewMetrics(a.Registry, modelIDs)
+
+	clients := map[string]upstream.Client{
+		store.ProviderGrok: grokweb.New(grokweb.Config{BaseURL: cfg.GrokBaseURL}),
+	}
+	providers := []string{store.ProviderGrok}
+
+	pcfg := pool.DefaultConfig()
+	pcfg.RotationThreshold = cfg.SessionRotationThreshold
+	pcfg.RotationWindow = cfg.SessionRotationWindow
+	pcfg.FailureThreshold = cfg.SessionFailureThreshold
+	pcfg.FailureWindow = cfg.SessionFailureWindow
+	pcfg.RatePerSecond = cfg.SessionRateLimitPerSecond
+	pcfg.HealthCheckInterval = cfg.SessionHealthCheckInterval
+	pcfg.MaxAge = cfg.SessionMaxAge
+	pcfg.DefaultCooldown = cfg.SessionDefaultCooldown
+	a.Pool = pool.New(pcfg, a.Store, a.Keyring, clients, a.Registry, time.Now, a.Log)
+	if err := a.Pool.Load(ctx); err != nil {
+		return fmt.Errorf("load sessions: %w", err)
+	}
+
+	a.Auth = auth.New(auth.Config{
+		StaticKeys:                cfg.APIPasswords,
+		AdminKeys:                 cfg.AdminAPIKeys,
+		BcryptCost:                cfg.BcryptCost,
+		DefaultRateLimitPerMinute: cfg.UserRateLimitPerMinute,
+	}, a.Store, time.Now, a.Log)
+	local := ratelimit.NewMemory(time.Now, ratelimit.DefaultAuthFailuresPerMinute)
+	a.Limits = local
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		a.redis = redis.NewClient(opts)
+		// While Redis is unreachable, each replica limits on its own
+		// rather than rejecting every request.
+		a.Limits = ratelimit.NewFallback(ratelimit.NewRedis(a.redis, a.Log), local, false, a.Log)
+		a.Auth.SetRedis(a.redis)
+	}
+
+	a.Audit = audit.New(audit.Config{
+		FlushInterval: cfg.AuditFlushInterval,
+		SpoolPath:     cfg.AuditSpoolPath,
+		SpoolMaxBytes: cfg.AuditSpoolMaxBytes,
+		FullPolicy:    cfg.AuditSpoolFull,
+	}, a.Store, a.Registry, a.Log)
+
+	api := &openai.Handler{
+		Catalog:     cat,
+		Pool:        a.Pool,
+		Clients:     clients,
+		Audit:       &contentPolicy{next: a.Audit, mode: cfg.StoreContent, encrypt: cfg.EncryptContent, ring: a.Keyring},
+		Metrics:     metrics,
+		Log:         a.Log,
+		MaxAttempts: cfg.MaxAttempts,
+		Now:         time.Now,
+	}
+	adm := &admin.Handler{
+		Pool:      a.Pool,
+		Keys:      a.Auth,
+		Users:     a.Store,
+		Parse:     parseCredential,
+		Providers: providers,
+		Log:       a.Log,
+		Now:       time.Now,
+	}
+	components := []server.NamedHealth{
+		{Name: "store", Required: true, Health: storeHealth{a.Store}},
+		{Name: "sessions", Required: false, Health: poolHealth{pool: a.Pool, providers: providers}},
+	}
+	if a.redis != nil {
+		components = append(components, server.NamedHealth{Name: "redis", Health: redisHealth{a.redis}})
+	}
+	a.Handler = server.New(server.Deps{
+		Config:     cfg,
+		Auth:       a.Auth,
+		Limits:     a.Limits,
+		API:        api,
+		Admin:      adm,
+		Registry:   a.Registry,
+		Metrics:    metrics,
+		Components: components,
+		Ready: func(ctx context.Context) (bool, string) {
+			if err := a.Store.Ping(ctx); err != nil {
+				return false, "store unreachable"
+			}
+			return true, ""
+		},
+		Log: a.Log,
+	})
+	return nil
+}
+
+// parseCredential normalises a new session's credential text.
+func parseCredential(provider, text string) (secret.Value, string, error) {
+	switch provider {
+	case store.ProviderGrok:
+		c, err := grokweb.ParseCookie(text)
+		if err != nil {
+			return secret.Value{}, "", err
+		}
+		return secret.New(text), c.DedupKey(), nil
+	}
+	return secret.Value{}, "", fmt.Errorf("provider %s is not served", provider)
+}
+
+// Start runs the background loops until Close.
+func (a *App) Start(ctx context.Context) {
+	ctx, a.cancel = context.WithCancel(ctx)
+	for _, run := range []func(context.Context){a.Pool.Run, a.Auth.Run, a.Audit.Run} {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			run(ctx)
+		}()
+	}
+}
+
+// BootstrapAdmin creates an admin user and key when the store has no admin
+// and no static admin key is configured. It returns the key text, which the
+// caller shows once, or "" when nothing was created.
+func (a *App) BootstrapAdmin(ctx context.Context) (string, error) {
+	if len(a.Config.AdminAPIKeys) > 0 {
+		return "", nil
+	}
+	n, err := a.Store.CountAdmins(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	now := time.Now()
+	u := store.User{ID: "usr_admin", Name: "admin", Role: store.RoleAdmin, Active: true, CreatedAt: now, UpdatedAt: now}
+	if err := a.Store.CreateUser(ctx, &u); err != nil && !errors.Is(err, store.ErrConflict) {
+		return "", err
+	}
+	_, text, err := a.Auth.CreateKey(ctx, u.ID, "first admin key", time.Time{})
+	if err != nil {
+		return "", err
+	}
+	return text, nil
+}
+
+// Serve answers HTTP on ln until ctx is done, then shuts down gracefully:
+// it stops accepting, lets requests finish up to SHUTDOWN_TIMEOUT and
+// flushes the audit writer.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := server.HTTPServer(ln.Addr().String(), a.Handler, a.Log)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.Log.Info("shutting down", "timeout", a.Config.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		srv.Close()
+	}
+	return err
+}
+
+// Close stops the background loops, flushes the audit writer and closes
+// the store.
+func (a *App) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+	defer cancel()
+	errs := []error{a.Audit.Close(ctx)}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+	if c, ok := any(a.Pool).(interface{ Close(context.Context) error }); ok {
+		errs = append(errs, c.Close(ctx))
+	}
+	if a.redis != nil {
+		errs = append(errs, a.redis.Close())
+	}
+	errs = append(errs, a.Store.Close())
+	return errors.Join(errs...)
+}
+
+type storeHealth struct{ st store.Store }
+
+func (h storeHealth) Check(ctx context.Context) (string, map[string]any) {
+	start := time.Now()
+	if err := h.st.Ping(ctx); err != nil {
+		return "down", map[string]any{"error": "unreachable"}
+	}
+	return "ok", map[string]any{"latency_ms": time.Since(start).Milliseconds()}
+}
+
+type poolHealth struct {
+	pool      *pool.Pool
+	providers []string
+}
+
+func (h poolHealth) Check(ctx context.Context) (string, map[string]any) {
+	usable := 0
+	circuits := map[string]string{}
+	for _, p := range h.providers {
+		usable += h.pool.Usable(p)
+		circuits[p] = h.pool.CircuitState(p)
+	}
+	details := map[string]any{"counts": h.pool.Counts(), "usable": usable, "circuits": circuits}
+	if usable == 0 {
+		return "degraded", details
+	}
+	return "ok", details
+}
+
+type redisHealth struct{ c *redis.Client }
+
+// Check reports Redis as degraded, not down, when it is unreachable,
+// because the replica then limits requests on its own.
+func (h redisHealth) Check(ctx context.Context) (string, map[string]any) {
+	if err := h.c.Ping(ctx).Err(); err != nil {
+		return "degraded", map[string]any{"error": "unreachable"}
+	}
+	return "ok", nil
+}

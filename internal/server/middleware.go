@@ -1,0 +1,271 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grokproxy/grokproxy/internal/api/openai"
+	"github.com/grokproxy/grokproxy/internal/observe"
+)
+
+// statusRecorder remembers the status code and bytes written, for the
+// access log and metrics. It keeps Flush and Unwrap working for streams.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// requestID takes a valid X-Request-ID from the client or makes one, puts
+// it in the context and echoes it in the response.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if !observe.ValidRequestID(id) {
+			id = observe.NewRequestID()
+		}
+		w.Header().Set("X-Request-ID", id)
+		next.ServeHTTP(w, r.WithContext(observe.WithRequestID(r.Context(), id)))
+	})
+}
+
+// accessLog logs one line per request and counts it in the metrics. It
+// never logs the query string, headers or body.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		s.metrics.InFlight.Inc()
+		defer s.metrics.InFlight.Dec()
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		route := routeLabel(r.URL.Path)
+		elapsed := time.Since(start)
+		s.metrics.Requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		s.metrics.RequestDuration.WithLabelValues(route).Observe(elapsed.Seconds())
+		if route == "health" || route == "metrics" {
+			return
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", observe.RequestID(r.Context())),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.String("route", route),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", elapsed),
+			slog.String("client_ip", observe.ClientIP(r.Context())),
+		)
+	})
+}
+
+// routeLabel maps a path to a bounded metric label.
+func routeLabel(path string) string {
+	switch {
+	case path == "/v1/chat/completions":
+		return "chat_completions"
+	case path == "/v1/models":
+		return "models"
+	case strings.HasPrefix(path, "/v1/models/"):
+		return "model"
+	case path == "/v1/images/generations":
+		return "images"
+	case strings.HasPrefix(path, "/v1/files/images/"):
+		return "image_file"
+	case strings.HasPrefix(path, "/admin/"):
+		return "admin"
+	case path == "/health" || path == "/livez" || path == "/readyz":
+		return "health"
+	case path == "/metrics":
+		return "metrics"
+	case strings.HasPrefix(path, "/console"):
+		return "console"
+	}
+	return "not_found"
+}
+
+// recoverPanics turns a handler panic into a 500 and a log line. A panic
+// with http.ErrAbortHandler is passed on, so a stream can be aborted.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panic", "request_id", observe.RequestID(r.Context()), "error", fmt.Sprint(v))
+			openai.WriteError(w, r, s.log, fmt.Errorf("panic: %v", v))
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath answers "//v1/…" and "/v1/…/" as the plain path, without a
+// redirect.
+func cleanPath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if strings.Contains(p, "//") || (len(p) > 1 && strings.HasSuffix(p, "/") && !strings.HasPrefix(p, "/console/")) {
+			for strings.Contains(p, "//") {
+				p = strings.ReplaceAll(p, "//", "/")
+			}
+			if len(p) > 1 && p != "/console/" {
+				p = strings.TrimSuffix(p, "/")
+			}
+			r.URL.Path = p
+			r.URL.RawPath = ""
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors answers preflights before authentication and adds CORS headers to
+// every response.
+func (s *Server) cors(next http.Handler) http.Handler {
+	anyOrigin := len(s.cfg.CORSAllowedOrigins) == 0
+	allowed := make(map[string]bool)
+	for _, o := range s.cfg.CORSAllowedOrigins {
+		if o == "*" {
+			anyOrigin = true
+		}
+		allowed[o] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && (anyOrigin || allowed[origin]) {
+			h := w.Header()
+			if anyOrigin {
+				h.Set("Access-Control-Allow-Origin", "*")
+			} else {
+				h.Set("Access-Control-Allow-Origin", origin)
+				h.Add("Vary", "Origin")
+			}
+			h.Set("Access-Control-Expose-Headers", "X-Request-ID, Retry-After, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests")
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "authorization, content-type, x-api-key, x-request-id, openai-organization, openai-project, openai-beta, x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-retry-count, x-stainless-timeout")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitBody caps request bodies at MaxBodyBytes.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			openai.WriteError(w, r, s.log, &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
+				Code: "request_too_large", Message: fmt.Sprintf("The request body is larger than %d bytes.", s.cfg.MaxBodyBytes)})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientIP decides the client address: the peer, or the last untrusted
+// hop of X-Forwarded-For when the peer is a trusted proxy.
+func (s *Server) clientIP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip := peerAddr(r.RemoteAddr)
+		if contains(s.cfg.TrustedProxies, ip) {
+			ip = forwardedFor(r.Header.Values("X-Forwarded-For"), ip, s.cfg.TrustedProxies)
+		}
+		next.ServeHTTP(w, r.WithContext(observe.WithClientIP(r.Context(), ip.String())))
+	})
+}
+
+func peerAddr(remote string) netip.Addr {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+// forwardedFor walks X-Forwarded-For from the right and returns the first
+// address that is not a trusted proxy.
+func forwardedFor(values []string, peer netip.Addr, trusted []netip.Prefix) netip.Addr {
+	var hops []string
+	for _, v := range values {
+		hops = append(hops, strings.Split(v, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return peer
+		}
+		a = a.Unmap()
+		if !contains(trusted, a) {
+			return a
+		}
+		peer = a
+	}
+	return peer
+}
+
+func contains(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowIPs rejects clients outside the allowlist with a 403; an empty list
+// allows everyone.
+func (s *Server) allowIPs(list []netip.Prefix, next http.Handler) http.Handler {
+	if len(list) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip, err := netip.ParseAddr(observe.ClientIP(r.Context()))
+		if err != nil || !contains(list, ip) {
+			openai.WriteError(w, r, s.log, &openai.Error{Status: http.StatusForbidden, Type: openai.TypePermission,
+				Code: "ip_not_allowed", Message: "Requests from your address are not allowed."})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

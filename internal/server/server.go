@@ -1,0 +1,220 @@
+// Package server assembles the HTTP server: the middleware chain, the /v1,
+// /admin and health routes, and graceful shutdown.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/grokproxy/grokproxy/internal/api/openai"
+	"github.com/grokproxy/grokproxy/internal/auth"
+	"github.com/grokproxy/grokproxy/internal/config"
+	"github.com/grokproxy/grokproxy/internal/observe"
+	"github.com/grokproxy/grokproxy/internal/ratelimit"
+)
+
+// Authenticator resolves API keys to principals.
+type Authenticator interface {
+	Authenticate(ctx context.Context, key string) (auth.Principal, error)
+}
+
+// Health reports the state of one component for /health.
+type Health interface {
+	// Check returns the component's status ("ok", "degraded" or "down")
+	// and details; "down" on a required component makes /health a 503.
+	Check(ctx context.Context) (status string, details map[string]any)
+}
+
+// Deps are the parts the server routes requests to.
+type Deps struct {
+	Config   config.Config
+	Auth     Authenticator
+	Limits   ratelimit.Limiter
+	API      *openai.Handler
+	Admin    http.Handler // serves /admin/…; nil leaves admin routes out
+	Console  http.Handler // serves /console/…; nil leaves the console out
+	Registry *prometheus.Registry
+	Metrics  *observe.Metrics
+	// Components are checked by /health in this order.
+	Components []NamedHealth
+	// Ready reports whether /readyz should answer 200.
+	Ready func(ctx context.Context) (bool, string)
+	Log   *slog.Logger
+}
+
+// NamedHealth is a component of /health.
+type NamedHealth struct {
+	Name     string
+	Required bool
+	Health   Health
+}
+
+// Server is the gateway's HTTP handler.
+type Server struct {
+	cfg     config.Config
+	auth    Authenticator
+	limits  ratelimit.Limiter
+	metrics *observe.Metrics
+	log     *slog.Logger
+	deps    Deps
+	mux     *http.ServeMux
+	handler http.Handler
+}
+
+// New builds the server and its routes.
+func New(d Deps) *Server {
+	s := &Server{cfg: d.Config, auth: d.Auth, limits: d.Limits, metrics: d.Metrics, log: d.Log, deps: d, mux: http.NewServeMux()}
+	s.routes()
+	s.handler = s.chain(s.mux)
+	return s
+}
+
+// ServeHTTP serves one request through the middleware chain.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// chain wraps the router in the middleware shared by every route, outermost
+// first.
+func (s *Server) chain(h http.Handler) http.Handler {
+	h = s.limitBody(h)
+	h = s.cors(h)
+	h = cleanPath(h)
+	h = s.recoverPanics(h)
+	h = s.accessLog(h)
+	h = s.clientIP(h)
+	return requestID(h)
+}
+
+// handle adapts a handler that returns an error.
+func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			openai.WriteError(w, r, s.log, err)
+		}
+	})
+}
+
+func (s *Server) routes() {
+	v1 := func(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+		return s.allowIPs(s.cfg.IPAllowlist, s.authenticate(false, s.rateLimit(s.deadline(s.handle(h)))))
+	}
+	s.mux.Handle("POST /v1/chat/completions", v1(s.deps.API.ServeChat))
+	s.mux.Handle("GET /v1/models", v1(s.deps.API.ServeModels))
+	s.mux.Handle("GET /v1/models/{model...}", v1(s.deps.API.ServeModel))
+
+	open := func(h http.HandlerFunc) http.Handler { return s.allowIPs(s.cfg.IPAllowlist, h) }
+	s.mux.Handle("GET /livez", open(s.livez))
+	s.mux.Handle("GET /readyz", open(s.readyz))
+	s.mux.Handle("GET /health", open(s.health))
+	if s.cfg.MetricsEnabled && s.deps.Registry != nil {
+		s.mux.Handle("GET /metrics", open(promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{}).ServeHTTP))
+	}
+	if s.deps.Admin != nil {
+		s.mux.Handle("/admin/", s.allowIPs(s.cfg.AdminIPAllowlist, s.authenticate(true, s.deps.Admin)))
+	}
+	if s.deps.Console != nil {
+		s.mux.Handle("/console/", s.allowIPs(s.cfg.AdminIPAllowlist, s.deps.Console))
+	}
+	s.mux.Handle("/", s.handle(s.notFound))
+}
+
+// deadline bounds a request by REQUEST_TIMEOUT; the upstream call is
+// canceled with it.
+func (s *Server) deadline(next http.Handler) http.Handler {
+	if s.cfg.RequestTimeout <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// notFound answers unknown routes with 404, and known routes called with
+// the wrong method with 405 and an Allow header.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 && r.Method != http.MethodOptions {
+		for _, m := range allow {
+			w.Header().Add("Allow", m)
+		}
+		return &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest, Code: "method_not_allowed",
+			Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "."}
+	}
+	return &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
+		Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."}
+}
+
+func (s *Server) livez(w http.ResponseWriter, r *http.Request) {
+	writeJSONStatus(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Ready == nil {
+		writeJSONStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+		return
+	}
+	ok, why := s.deps.Ready(r.Context())
+	if !ok {
+		writeJSONStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": why})
+		return
+	}
+	writeJSONStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	status, code := "ok", http.StatusOK
+	components := make(map[string]any, len(s.deps.Components))
+	for _, c := range s.deps.Components {
+		st, details := c.Health.Check(ctx)
+		if details == nil {
+			details = map[string]any{}
+		}
+		details["status"] = st
+		components[c.Name] = details
+		switch {
+		case st == "down" && c.Required:
+			status, code = "down", http.StatusServiceUnavailable
+		case st != "ok" && status == "ok":
+			status = "degraded"
+		}
+	}
+	writeJSONStatus(w, code, map[string]any{"status": status, "components": components})
+}
+
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// HTTPServer returns an *http.Server for s with the gateway's timeouts.
+// WriteTimeout stays 0 because streams may run for minutes; the request
+// deadline bounds them instead.
+func HTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
