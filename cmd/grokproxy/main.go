@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sort"
 	"syscall"
 
 	"github.com/grokproxy/grokproxy/internal/app"
@@ -35,7 +36,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = ""
 
-const usage = `grokproxy: an OpenAI-compatible gateway for Grok
+const usageHead = `grokproxy: an OpenAI-compatible gateway for Grok
 
 Usage:
   grokproxy serve [-config FILE]     run the gateway
@@ -43,9 +44,25 @@ Usage:
   grokproxy keygen -o FILE           write a new encryption keyring to FILE
   grokproxy settings                 list every setting with its default
   grokproxy version                  print the version
-
-Settings are environment variables; run "grokproxy settings" for the list.
 `
+
+const usageTail = `
+Settings are environment variables; run "grokproxy settings" for the list.
+Run "grokproxy COMMAND -h" for the flags of a command.
+`
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usageHead)
+	names := make([]string, 0, len(commands))
+	for name := range commands {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(w, "  grokproxy %-24s %s\n", name+" …", commands[name].summary)
+	}
+	fmt.Fprint(w, usageTail)
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -53,11 +70,15 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		printUsage(stderr)
 		return 2
 	}
 	cmd, rest := args[0], args[1:]
 	var err error
+	if c, ok := commands[cmd]; ok {
+		err = c.run(rest, stdout, stderr)
+		return exitCode(cmd, err, stderr)
+	}
 	switch cmd {
 	case "serve":
 		err = serve(rest, stderr)
@@ -70,19 +91,42 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		printUsage(stdout)
 	default:
-		fmt.Fprintf(stderr, "grokproxy: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "grokproxy: unknown command %q\n\n", cmd)
+		printUsage(stderr)
 		return 2
 	}
-	if errors.Is(err, flag.ErrHelp) {
+	return exitCode(cmd, err, stderr)
+}
+
+// command is a subcommand registered by its own file, such as
+// "grokproxy users".
+type command struct {
+	summary string // one line for the usage text
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+// commands holds the subcommands that files of this package register in
+// their init functions.
+var commands = map[string]command{}
+
+// exitError makes run exit with code without printing anything more, for
+// commands whose output already says what went wrong.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func exitCode(cmd string, err error, stderr io.Writer) int {
+	var ee exitError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &ee):
+		return ee.code
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "grokproxy %s: %v\n", cmd, err)
-		return 1
-	}
-	return 0
+	fmt.Fprintf(stderr, "grokproxy %s: %v\n", cmd, err)
+	return 1
 }
 
 func versionString() string {
