@@ -76,9 +76,16 @@ type Config struct {
 
 	BcryptCost int // BCRYPT_COST: cost of new key hashes, default 12
 
+	// WeakBcryptForTests lets tests use a bcrypt cost below MinBcryptCost.
+	// No setting sets it, so a deployment cannot.
+	WeakBcryptForTests bool
+
 	// ModelsFile (MODELS_FILE) overrides the built-in model table.
 	ModelsFile string
 }
+
+// MinBcryptCost is the lowest bcrypt cost a deployment may configure.
+const MinBcryptCost = 10
 
 // Default returns the built-in defaults.
 func Default() Config {
@@ -130,8 +137,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("SESSION_FAILURE_THRESHOLD: must be in (0, 1], got %v", c.SessionFailureThreshold)
 	case c.SessionFailureWindow < 10:
 		return fmt.Errorf("SESSION_FAILURE_WINDOW: must be at least 10 requests, got %d", c.SessionFailureWindow)
-	case c.BcryptCost < 4 || c.BcryptCost > 31:
-		return fmt.Errorf("BCRYPT_COST: must be in 4-31, got %d", c.BcryptCost)
+	case c.BcryptCost < MinBcryptCost && !c.WeakBcryptForTests || c.BcryptCost < 4 || c.BcryptCost > 31:
+		return fmt.Errorf("BCRYPT_COST: must be in %d-31, got %d", MinBcryptCost, c.BcryptCost)
 	case c.UserRateLimitPerMinute < 1:
 		return fmt.Errorf("USER_RATE_LIMIT_PER_MINUTE: must be at least 1, got %d", c.UserRateLimitPerMinute)
 	case c.MaxBodyBytes < 1024:

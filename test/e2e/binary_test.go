@@ -112,7 +112,7 @@ func TestCommands(t *testing.T) {
 
 	port := freePort(t)
 	env := []string{fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1", "GROK_BASE_URL=" + emuURL,
-		"API_PASSWORD=" + userKey, "BCRYPT_COST=4"}
+		"API_PASSWORD=" + userKey}
 	gp := startProcess(t, work, env, gw, "serve")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitHTTP(t, base+"/livez", gp)

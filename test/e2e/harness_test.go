@@ -81,7 +81,7 @@ func startGateway(t *testing.T, kind storeKind, opts ...gatewayOption) *gateway 
 	dir := t.TempDir()
 	cfg.Host, cfg.Port = "127.0.0.1", 0
 	cfg.APIPasswords = []secret.Value{secret.New(userKey), secret.New(userKey2)}
-	cfg.BcryptCost = 4
+	cfg.BcryptCost, cfg.WeakBcryptForTests = 4, true
 	cfg.AuditSpoolPath = filepath.Join(dir, "audit.spool")
 	cfg.LogLevel, cfg.LogFormat = "debug", "json"
 	cfg.SessionHealthCheckInterval = time.Hour
