@@ -11,7 +11,9 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -31,8 +33,9 @@ var ErrUnknownKey = errors.New("unknown encryption key id")
 
 // Keyring is a set of AES-256-GCM keys. It is safe for concurrent use.
 type Keyring struct {
-	keys   map[string]cipher.AEAD
-	newest string
+	keys      map[string]cipher.AEAD
+	newest    string
+	newestRaw []byte // key material of newest, for Derive
 }
 
 // Parse reads a keyring from its text form: comma-separated entries of
@@ -66,7 +69,7 @@ func Parse(text string) (*Keyring, error) {
 			return nil, fmt.Errorf("key %q: %w", id, err)
 		}
 		kr.keys[id] = aead
-		kr.newest = id
+		kr.newest, kr.newestRaw = id, raw
 	}
 	return kr, nil
 }
@@ -130,6 +133,18 @@ func LoadOrCreateFile(path string) (kr *Keyring, created bool, err error) {
 
 // Newest returns the id of the key used for new ciphertexts.
 func (k *Keyring) Newest() string { return k.newest }
+
+// Derive returns a 32-byte key for purpose (a fixed label such as
+// "image-urls"), derived with HKDF-SHA256 from the newest key. Every
+// replica that holds the same keyring derives the same key. Adding a newer
+// key changes it, so whatever was signed with the old one stops verifying.
+func (k *Keyring) Derive(purpose string) []byte {
+	key, err := hkdf.Key(sha256.New, k.newestRaw, nil, "grokproxy "+purpose, KeyBytes)
+	if err != nil {
+		panic(err) // only for an output longer than HKDF allows
+	}
+	return key
+}
 
 // Binding names where a ciphertext is stored. It is authenticated but not
 // encrypted.

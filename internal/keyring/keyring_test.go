@@ -117,3 +117,34 @@ func TestLoadOrCreateFile(t *testing.T) {
 		t.Fatalf("Decrypt after reload = %q, %v", pt, err)
 	}
 }
+
+func TestDerive(t *testing.T) {
+	parse := func(text string) *keyring.Keyring {
+		t.Helper()
+		kr, err := keyring.Parse(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kr
+	}
+	one := parse("k1:" + key(1))
+	again := parse("k1:" + key(1))
+	rotated := parse("k1:" + key(1) + ",k2:" + key(2))
+
+	a := one.Derive("image-urls")
+	if len(a) != keyring.KeyBytes {
+		t.Fatalf("derived key is %d bytes; want %d", len(a), keyring.KeyBytes)
+	}
+	if string(a) != string(again.Derive("image-urls")) {
+		t.Error("the same keyring derived two different keys")
+	}
+	if string(a) == string(one.Derive("conversations")) {
+		t.Error("two purposes derived the same key")
+	}
+	if string(a) == string(rotated.Derive("image-urls")) {
+		t.Error("a newer key did not change the derived key")
+	}
+	if raw, _ := base64.StdEncoding.DecodeString(key(1)); string(a) == string(raw) {
+		t.Error("Derive returned the key itself")
+	}
+}

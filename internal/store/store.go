@@ -241,6 +241,47 @@ type AuditEvent struct {
 	Hash      string
 }
 
+// DefaultAuditPage is the page size of AuditEvents when the filter sets
+// none.
+const DefaultAuditPage = 100
+
+// AuditEventFilter selects audit events for listing, newest first.
+type AuditEventFilter struct {
+	BeforeSeq int64 // return events with a Seq below this one; 0 means from the newest
+	Limit     int   // 0 means DefaultAuditPage
+}
+
+// AuditCheck is the result of walking the audit hash chain.
+type AuditCheck struct {
+	Checked int64 // rows read, in Seq order, up to and including a broken one
+	// BrokenSeq is the Seq of the first row whose PrevHash does not match
+	// the row before it or whose Hash does not match its content; 0 when
+	// the chain is intact.
+	BrokenSeq int64
+	BrokenID  string
+	Reason    string // what did not match; empty when intact
+}
+
+// Intact reports whether the chain had no broken row.
+func (c AuditCheck) Intact() bool { return c.BrokenSeq == 0 }
+
+// UserData is everything the store holds about one user. User is nil for a
+// principal without a user row, such as a static key.
+type UserData struct {
+	User          *User
+	Keys          []APIKey
+	Conversations []Conversation
+	Generations   []Generation
+}
+
+// Erasure counts the rows that an erasure of a user's data deleted.
+type Erasure struct {
+	User          bool  `json:"user"`
+	Keys          int64 `json:"api_keys"`
+	Conversations int64 `json:"conversations"`
+	Generations   int64 `json:"generations"`
+}
+
 // Store is the gateway's persistent state. Implementations are safe for
 // concurrent use.
 type Store interface {
@@ -284,4 +325,31 @@ type Store interface {
 
 	SaveConversation(ctx context.Context, c *Conversation) error
 	ConversationByHash(ctx context.Context, userID, hash string) (Conversation, error)
+
+	// AppendAuditEvent adds e at the end of the hash chain and fills its
+	// Seq, PrevHash and Hash (and ID and At when empty). Appends are
+	// serialised, across processes and replicas, so the chain never forks.
+	AppendAuditEvent(ctx context.Context, e *AuditEvent) error
+	// AuditEvents lists events newest first.
+	AuditEvents(ctx context.Context, f AuditEventFilter) ([]AuditEvent, error)
+	// VerifyAuditChain walks every event in Seq order and reports the
+	// first row that breaks the chain.
+	VerifyAuditChain(ctx context.Context) (AuditCheck, error)
+
+	// DeleteGenerationsBefore deletes at most limit generations created
+	// before t and returns how many it deleted.
+	DeleteGenerationsBefore(ctx context.Context, t time.Time, limit int) (int64, error)
+	// DeleteDeadSessionsBefore deletes at most limit expired or revoked
+	// sessions last updated before t and returns their ids.
+	DeleteDeadSessionsBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
+
+	// UserData returns every record of userID: profile, keys (hashes
+	// included; callers drop them), conversations and generations.
+	UserData(ctx context.Context, userID string) (UserData, error)
+	// EraseUserData deletes every record of userID in one transaction.
+	EraseUserData(ctx context.Context, userID string) (Erasure, error)
+
+	// TryLock takes the named lock, held across replicas, unless another
+	// holder has it, in which case ok is false. unlock releases it.
+	TryLock(ctx context.Context, name string) (unlock func(), ok bool, err error)
 }

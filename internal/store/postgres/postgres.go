@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -166,6 +168,11 @@ func (backend) MapError(err error) error {
 	return err
 }
 
+func (backend) LockTx(ctx context.Context, q sqlstore.Querier, key int64) error {
+	_, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, key)
+	return err
+}
+
 func (backend) MaxBatchRows(columns int) int {
 	return min(maxBatchRows, maxParameters/columns)
 }
@@ -184,4 +191,54 @@ func (n *nullTime) ScanTimestamptz(v pgtype.Timestamptz) error {
 	}
 	*n = nullTime(v.Time.UTC())
 	return nil
+}
+
+// TryLock takes a session-level advisory lock named name on a connection of
+// its own, which it holds until unlock. Every replica on the database sees
+// the lock; when the holder's connection drops, the server releases it.
+func (s *Store) TryLock(ctx context.Context, name string) (func(), bool, error) {
+	key := lockKey(name)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("lock %q: %w", name, err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("lock %q: %w", name, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, false, nil
+	}
+	var once sync.Once
+	unlock := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+				// The lock lives as long as the connection: close it.
+				conn.Conn().Close(ctx)
+			}
+			conn.Release()
+		})
+	}
+	return unlock, true, nil
+}
+
+// lockKey maps a lock name to an advisory lock key.
+func lockKey(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("grokproxy:" + name))
+	return int64(h.Sum64())
+}
+
+// PoolStats reports the pgxpool connections: in_use, idle and max.
+func (s *Store) PoolStats() map[string]int {
+	st := s.pool.Stat()
+	return map[string]int{
+		"in_use": int(st.AcquiredConns()),
+		"idle":   int(st.IdleConns()),
+		"max":    int(st.MaxConns()),
+	}
 }

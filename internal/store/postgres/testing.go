@@ -106,3 +106,10 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// ExecRaw runs query on the pool, bypassing the record methods. Tests use it
+// to tamper with rows.
+func (s *Store) ExecRaw(ctx context.Context, query string, args ...any) error {
+	_, err := s.pool.Exec(ctx, query, args...)
+	return err
+}

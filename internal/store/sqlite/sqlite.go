@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -39,6 +41,9 @@ type Store struct {
 	write *sql.DB // one connection, so writes are serialized in process
 	read  *sql.DB
 	log   *slog.Logger
+
+	lockMu sync.Mutex      // guards locks
+	locks  map[string]bool // names held through TryLock
 }
 
 var _ store.Store = (*Store)(nil)
@@ -72,6 +77,13 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
 	if err := s.Migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	// The database holds prompts and answers, so only its owner may read
+	// it. The driver creates the files with the process umask.
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("could not restrict the database file's mode to 0600", "path", p, "error", err)
+		}
 	}
 	return s, nil
 }
@@ -172,6 +184,10 @@ func (backend) MapError(err error) error {
 	return err
 }
 
+// LockTx needs no lock: write transactions begin with BEGIN IMMEDIATE, so
+// they already run one at a time, across processes too.
+func (backend) LockTx(context.Context, sqlstore.Querier, int64) error { return nil }
+
 // MaxBatchRows is 1, because inside one transaction single-row INSERTs were
 // as fast as multi-row ones. Statements of hundreds of rows were much slower
 // per row. Measured with modernc.org/sqlite v1.62 on a 2-core machine, by
@@ -213,4 +229,39 @@ func (m *millis) Scan(src any) error {
 		return fmt.Errorf("scan time: got %T, want INTEGER milliseconds", src)
 	}
 	return nil
+}
+
+// TryLock takes the named lock within this process. A SQLite file serves
+// one machine, where the server is the only long-running holder; a command
+// run beside it may hold the same name at the same time, so work done
+// under the lock must be safe to repeat.
+func (s *Store) TryLock(_ context.Context, name string) (func(), bool, error) {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.locks[name] {
+		return nil, false, nil
+	}
+	if s.locks == nil {
+		s.locks = map[string]bool{}
+	}
+	s.locks[name] = true
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.lockMu.Lock()
+			delete(s.locks, name)
+			s.lockMu.Unlock()
+		})
+	}, true, nil
+}
+
+// PoolStats reports the connections of the reader and writer pools:
+// in_use, idle and max (0 when unbounded).
+func (s *Store) PoolStats() map[string]int {
+	r, w := s.read.Stats(), s.write.Stats()
+	return map[string]int{
+		"in_use": r.InUse + w.InUse,
+		"idle":   r.Idle + w.Idle,
+		"max":    r.MaxOpenConnections + w.MaxOpenConnections,
+	}
 }

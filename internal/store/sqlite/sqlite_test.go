@@ -114,3 +114,14 @@ func TestVersionsRecorded(t *testing.T) {
 		t.Fatalf("journal mode %q, want wal", mode)
 	}
 }
+
+func TestPoolStats(t *testing.T) {
+	st := sqlite.OpenTest(t)
+	stats := st.PoolStats()
+	if stats["max"] < 2 {
+		t.Errorf("max connections %d, want the writer and at least one reader", stats["max"])
+	}
+	if stats["in_use"] != 0 {
+		t.Errorf("in_use %d with no query running", stats["in_use"])
+	}
+}

@@ -21,3 +21,10 @@ func OpenTest(t testing.TB) *Store {
 	})
 	return s
 }
+
+// ExecRaw runs query on the writer, bypassing the record methods. Tests use
+// it to tamper with rows.
+func (s *Store) ExecRaw(ctx context.Context, query string, args ...any) error {
+	_, err := s.write.ExecContext(ctx, query, args...)
+	return err
+}

@@ -58,6 +58,11 @@ type Backend interface {
 	// store.ErrConflict and a foreign key violation into one wrapping
 	// store.ErrNotFound. It returns other errors unchanged.
 	MapError(err error) error
+	// LockTx takes the transaction-scoped lock key inside the transaction
+	// of q, so that transactions taking the same key run one at a time
+	// across processes. A backend whose write transactions already exclude
+	// each other returns nil.
+	LockTx(ctx context.Context, q Querier, key int64) error
 	// MaxBatchRows returns the number of rows one INSERT statement carries
 	// when each row binds the given number of columns. It must keep the
 	// statement under the backend's limit on bound parameters.

@@ -53,6 +53,16 @@ func Run(t *testing.T, open func(t testing.TB) store.Store) {
 		{"Conversation/RoundTrip", testConversationRoundTrip},
 		{"Conversation/Update", testConversationUpdate},
 		{"Conversation/PerUser", testConversationPerUser},
+		{"Audit/RoundTrip", testAuditRoundTrip},
+		{"Audit/Paging", testAuditPaging},
+		{"Audit/VerifyIntact", testAuditVerifyIntact},
+		{"Audit/VerifyEdited", testAuditVerifyEdited},
+		{"Audit/VerifyDeleted", testAuditVerifyDeleted},
+		{"Audit/ConcurrentAppend", testAuditConcurrentAppend},
+		{"Retention/Generations", testDeleteGenerationsBefore},
+		{"Retention/DeadSessions", testDeleteDeadSessions},
+		{"UserData/ExportErase", testUserDataAndErase},
+		{"TryLock", testTryLock},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
