@@ -5,6 +5,7 @@ package catalog
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 
 	"gopkg.in/yaml.v3"
@@ -113,6 +114,29 @@ func (c *Catalog) add(m *Model) error {
 		c.byID[name] = m
 	}
 	return nil
+}
+
+// Serves reports whether some route of m goes to provider.
+func (m Model) Serves(provider string) bool {
+	for _, r := range m.Routes {
+		if r.Provider == provider {
+			return true
+		}
+	}
+	return false
+}
+
+// WithProviders returns a copy of m whose routes are those of the given
+// providers, in m's order of preference. The routes of m are not changed.
+func (m Model) WithProviders(providers ...string) Model {
+	routes := make([]Route, 0, len(m.Routes))
+	for _, r := range m.Routes {
+		if slices.Contains(providers, r.Provider) {
+			routes = append(routes, r)
+		}
+	}
+	m.Routes = routes
+	return m
 }
 
 // LoadFile reads a YAML model table: a top-level `models:` list of Model.

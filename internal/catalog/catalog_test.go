@@ -62,3 +62,39 @@ func TestLoadFile(t *testing.T) {
 		t.Fatalf("Models() = %d; want 1", len(c.Models()))
 	}
 }
+
+func TestWithProviders(t *testing.T) {
+	c := catalog.Builtin()
+	m, _ := c.Lookup("grok-3")
+	if !m.Serves("grok") || !m.Serves("xai") {
+		t.Fatalf("grok-3 routes %+v; want both providers", m.Routes)
+	}
+	only := m.WithProviders("xai")
+	if len(only.Routes) != 1 || only.Routes[0] != (catalog.Route{Provider: "xai", Upstream: "grok-3"}) {
+		t.Errorf("WithProviders(xai) routes = %+v; want the xai route alone", only.Routes)
+	}
+	if only.Serves("grok") {
+		t.Error("the filtered model still serves grok")
+	}
+	again, _ := c.Lookup("grok-3")
+	if len(again.Routes) != 2 || again.Routes[0].Provider != "grok" {
+		t.Errorf("the catalog changed under WithProviders: %+v", again.Routes)
+	}
+	heavy, _ := c.Lookup("grok-4-heavy")
+	if got := heavy.WithProviders("xai"); len(got.Routes) != 0 {
+		t.Errorf("grok-4-heavy via xai = %+v; want no route", got.Routes)
+	}
+}
+
+func TestBuiltinRoutesBothProviders(t *testing.T) {
+	// Each chat model but the Grok-web-only heavy mode can fall back to the
+	// other provider.
+	for _, m := range catalog.Builtin().Models() {
+		if m.ID == "grok-4-heavy" {
+			continue
+		}
+		if !m.Serves("grok") || !m.Serves("xai") {
+			t.Errorf("%s routes %+v; want a grok and an xai route", m.ID, m.Routes)
+		}
+	}
+}
