@@ -69,8 +69,13 @@ var (
 )
 
 // RevokedChannel is the Redis pub/sub channel that carries the public key
-// id of each revoked or rotated key.
+// id of each revoked or rotated key, and "user:" and the id of each
+// changed user.
 const RevokedChannel = "grokproxy:revoked"
+
+// userMessagePrefix starts a RevokedChannel message that names a user.
+// Key ids are hex, so the two kinds never collide.
+const userMessagePrefix = "user:"
 
 // Defaults applied by New to zero Config fields.
 const (

@@ -144,12 +144,6 @@ func (c *cache) deleteLocked(d [sha256.Size]byte) {
 	removeIndex(c.byUser, e.userID, d)
 }
 
-func (c *cache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
-}
-
 func addIndex(idx map[string]map[[sha256.Size]byte]struct{}, k string, d [sha256.Size]byte) {
 	if k == "" {
 		return

@@ -135,8 +135,15 @@ func (a *Authenticator) Forget(keyID string) {
 	a.cache.forgetKey(keyID)
 }
 
-// ForgetUser drops the cached verdicts on every key of userID. Call it
-// after changing a user, so the change applies before CacheTTL runs out.
+// ForgetUser drops the cached verdicts on every key of userID, here and,
+// when SetRedis was called, on every replica. Call it after changing a
+// user, so the change applies before CacheTTL runs out.
 func (a *Authenticator) ForgetUser(userID string) {
 	a.cache.forgetUser(userID)
+	if a.redis == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	a.publish(ctx, userMessagePrefix+userID)
 }

@@ -73,3 +73,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestUserChangePushedThroughRedis(t *testing.T) {
+	ctx := context.Background()
+	c := redisClient(t)
+	f := newFixture(t, Config{})
+	f.a.SetRedis(c)
+	// The cache would keep the old verdict for an hour, so only the Redis
+	// message can deliver the change in time.
+	replica, _ := f.authenticator(Config{RevocationPoll: time.Hour, CacheTTL: time.Hour})
+	replica.SetRedis(c)
+	u := f.user(t, store.User{Name: "ravi", Active: true})
+	_, text := f.key(t, u.ID)
+	if _, err := replica.Authenticate(ctx, text); err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	before := c.PubSubNumSub(ctx, RevokedChannel).Val()[RevokedChannel]
+	go replica.Run(runCtx)
+	waitFor(t, "replica subscription", func() bool {
+		return c.PubSubNumSub(ctx, RevokedChannel).Val()[RevokedChannel] > before
+	})
+
+	u.Active = false
+	if err := f.st.UpdateUser(ctx, &u); err != nil {
+		t.Fatal(err)
+	}
+	f.a.ForgetUser(u.ID)
+	waitFor(t, "user change on the replica", func() bool {
+		_, err := replica.Authenticate(ctx, text)
+		return errors.Is(err, ErrInactive)
+	})
+}

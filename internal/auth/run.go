@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -120,20 +121,25 @@ func (a *Authenticator) subscribe(ctx context.Context) {
 			if !ok {
 				return
 			}
+			if userID, isUser := strings.CutPrefix(msg.Payload, userMessagePrefix); isUser {
+				a.cache.forgetUser(userID)
+				continue
+			}
 			a.Forget(msg.Payload)
 		}
 	}
 }
 
-// publish sends keyID to the other replicas, which drop their cached
-// verdicts on it. A failure is only logged, because the store poll
-// delivers the change anyway.
-func (a *Authenticator) publish(ctx context.Context, keyID string) {
+// publish sends a public key id, or userMessagePrefix and a user id, to
+// the other replicas, which drop their cached verdicts on it. A failure
+// is only logged: the store poll delivers revocations anyway, and a user
+// change arrives when the cache entries run out.
+func (a *Authenticator) publish(ctx context.Context, payload string) {
 	if a.redis == nil {
 		return
 	}
-	if err := a.redis.Publish(ctx, RevokedChannel, keyID).Err(); err != nil {
-		a.log.Warn("publish api key revocation", "key_id", keyID, "error", err)
+	if err := a.redis.Publish(ctx, RevokedChannel, payload).Err(); err != nil {
+		a.log.Warn("publish api key revocation", "key_id", payload, "error", err)
 	}
 }
 

@@ -38,9 +38,11 @@ type Lease struct {
 	Provider   string
 	Credential upstream.Credential
 
-	model    string
-	trial    bool // the half-open circuit's trial call
-	released bool // guarded by Pool.mu
+	model       string
+	egress      string // name of the outbound route
+	trial       bool   // the half-open provider circuit's trial call
+	egressTrial bool   // the half-open route circuit's trial call
+	released    bool   // guarded by Pool.mu
 }
 
 // NoSessionError is returned by Acquire when no session of the provider can
@@ -73,10 +75,14 @@ const (
 
 // Acquire leases a session for one upstream call of req.Provider. It fails
 // with an error wrapping ErrCircuitOpen while the provider's circuit is
-// open, and with a *NoSessionError when no session is usable.
+// open, and with a *NoSessionError when no session is usable. Sessions
+// whose outbound route has an open circuit are not usable.
 func (p *Pool) Acquire(ctx context.Context, req AcquireRequest) (*Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if p.cfg.Limiter != nil && p.cfg.RatePerSecond > 0 {
+		return p.acquireShared(ctx, req)
 	}
 	now := p.now()
 	p.mu.Lock()
@@ -94,6 +100,80 @@ func (p *Pool) Acquire(ctx context.Context, req AcquireRequest) (*Lease, error) 
 		return nil, err
 	}
 	return p.leaseLocked(e, req.Model, trial, now), nil
+}
+
+// limiterTries is how many sessions acquireShared asks the shared limiter
+// about before it reports every session as resting.
+const limiterTries = 4
+
+// acquireShared is Acquire with the rate buckets in Config.Limiter. The
+// limiter is asked outside the pool's lock, because it may be a network
+// call. A session it refuses is skipped for the rest of this call.
+func (p *Pool) acquireShared(ctx context.Context, req AcquireRequest) (*Lease, error) {
+	p.mu.Lock()
+	trial, err := p.admitLocked(req.Provider, p.now())
+	p.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	l, err := p.chooseShared(ctx, req, trial)
+	if err != nil && trial {
+		p.mu.Lock()
+		p.cancelTrialLocked(req.Provider)
+		p.mu.Unlock()
+	}
+	return l, err
+}
+
+func (p *Pool) chooseShared(ctx context.Context, req AcquireRequest, trial bool) (*Lease, error) {
+	req.Exclude = slices.Clone(req.Exclude)
+	refused := 0
+	for range limiterTries {
+		p.mu.Lock()
+		e, err := p.chooseLocked(req, p.now())
+		var id string
+		if e != nil {
+			id = e.s.ID
+		}
+		p.mu.Unlock()
+		if err != nil {
+			if refused > 0 {
+				break
+			}
+			return nil, err
+		}
+
+		ok, err := p.cfg.Limiter.AllowSession(ctx, id, p.cfg.RatePerSecond)
+		if err != nil {
+			// A limiter that cannot decide does not stop traffic. The
+			// pool's own caps (concurrency, rests) still apply.
+			p.log.Debug("session rate limiter unavailable", "session_id", id, "error", err)
+			ok = true
+		}
+		if !ok {
+			req.Exclude = append(req.Exclude, id)
+			refused++
+			continue
+		}
+
+		now := p.now()
+		p.mu.Lock()
+		if cur, found := p.entries[id]; found && cur == e && p.availabilityLocked(e, req, now) == usable {
+			l := p.leaseLocked(e, req.Model, trial, now)
+			p.mu.Unlock()
+			return l, nil
+		}
+		p.mu.Unlock()
+		req.Exclude = append(req.Exclude, id) // changed while the limiter was asked
+	}
+	next := time.Duration(float64(time.Second) / p.cfg.RatePerSecond)
+	return nil, &NoSessionError{Provider: req.Provider, Resting: true, RetryAfter: next}
+}
+
+// localBucket reports whether the pool keeps the session rate buckets in
+// this process.
+func (p *Pool) localBucket() bool {
+	return p.cfg.RatePerSecond > 0 && p.cfg.Limiter == nil
 }
 
 // chooseLocked picks a usable session: the preferred one when it is usable,
@@ -179,13 +259,15 @@ func (p *Pool) availabilityLocked(e *entry, req AcquireRequest, now time.Time) a
 		return outOfPool
 	case len(req.Exclude) > 0 && slices.Contains(req.Exclude, e.s.ID):
 		return outOfPool
+	case p.egressBlockedLocked(e, now):
+		return outOfPool
 	case e.resting(now):
 		return waiting
 	}
 	if e.quotaSpent(req.Model, now) {
 		return waiting
 	}
-	if p.cfg.RatePerSecond > 0 {
+	if p.localBucket() {
 		e.refill(now, p.cfg.RatePerSecond, p.burst())
 		if e.tokens < 1 {
 			return waiting
@@ -207,7 +289,7 @@ func (p *Pool) readyAtLocked(e *entry, model string, now time.Time) time.Time {
 	if q := e.s.Metadata.Quota[model]; e.quotaSpent(model, now) && q.ResetAt.After(at) {
 		at = q.ResetAt
 	}
-	if p.cfg.RatePerSecond > 0 && e.tokens < 1 {
+	if p.localBucket() && e.tokens < 1 {
 		next := now.Add(time.Duration((1 - e.tokens) / p.cfg.RatePerSecond * float64(time.Second)))
 		if next.After(at) {
 			at = next
@@ -220,7 +302,7 @@ func (p *Pool) readyAtLocked(e *entry, model string, now time.Time) time.Time {
 // the session when it reaches its rotation threshold.
 func (p *Pool) leaseLocked(e *entry, model string, trial bool, now time.Time) *Lease {
 	e.inFlight++
-	if p.cfg.RatePerSecond > 0 {
+	if p.localBucket() {
 		e.refill(now, p.cfg.RatePerSecond, p.burst())
 		e.tokens--
 	}
@@ -241,10 +323,12 @@ func (p *Pool) leaseLocked(e *entry, model string, trial bool, now time.Time) *L
 	}
 
 	return &Lease{
-		SessionID:  e.s.ID,
-		Provider:   e.s.Provider,
-		Credential: credentialOf(e),
-		model:      model,
-		trial:      trial,
+		SessionID:   e.s.ID,
+		Provider:    e.s.Provider,
+		Credential:  credentialOf(e),
+		model:       model,
+		egress:      e.egress,
+		trial:       trial,
+		egressTrial: p.claimEgressTrialLocked(e, now),
 	}
 }

@@ -87,6 +87,7 @@ func (p *Pool) Add(ctx context.Context, req AddRequest) (View, error) {
 		s:             s,
 		cred:          req.Credential,
 		proxy:         req.ProxyURL,
+		egress:        egressName(req.ProxyURL),
 		outcomes:      newWindow(p.cfg.FailureWindow),
 		tokens:        p.burst(),
 		tokensAt:      now,
@@ -94,7 +95,13 @@ func (p *Pool) Add(ctx context.Context, req AddRequest) (View, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.addEntryLocked(e)
+	// A reload that read the store after CreateSession may have added
+	// the session already.
+	if loaded, ok := p.entries[s.ID]; ok {
+		e = loaded
+	} else {
+		p.addEntryLocked(e)
+	}
 	p.refreshGaugesLocked(now)
 	p.log.Info("session added", "session_id", s.ID, "upstream", s.Provider)
 	return p.viewLocked(e, now), nil
@@ -256,16 +263,15 @@ func (p *Pool) Counts() map[string]int {
 }
 
 // Usable returns the number of provider's sessions in rotation now:
-// healthy, not resting and readable. Momentary limits (tokens, concurrency,
-// quota) are not considered.
+// healthy, not resting, readable and behind a route whose circuit is not
+// open. Momentary limits (tokens, concurrency, quota) are not considered.
 func (p *Pool) Usable(provider string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
 	n := 0
 	for _, e := range p.byProvider[provider] {
-		expired := !e.s.ExpiresAt.IsZero() && !now.Before(e.s.ExpiresAt)
-		if e.s.Status == store.StatusHealthy && !e.resting(now) && !e.unreadable && !e.checkingLogin && !expired {
+		if p.inRotationLocked(e, now) {
 			n++
 		}
 	}

@@ -19,11 +19,13 @@ const (
 // or half-open with its trial call in flight.
 var ErrCircuitOpen = errors.New("upstream circuit open")
 
-// circuit is the breaker of one provider. Pool.mu guards it.
+// circuit is the breaker of one provider, or of one outbound route to a
+// provider when egress is set. Pool.mu guards it.
 type circuit struct {
 	provider string
+	egress   string // route name; empty for the provider's own circuit
 	state    string
-	calls    window // recent calls; failed means unavailable or egress_rejected
+	calls    window // recent calls and whether each failed
 	openedAt time.Time
 	trialAt  time.Time // start of the half-open trial call; zero when none
 }
@@ -45,8 +47,13 @@ func (p *Pool) circuitStateLocked(c *circuit, now time.Time) string {
 	if c.state == CircuitOpen && !now.Before(c.openedAt.Add(p.cfg.CircuitCooldown)) {
 		c.state = CircuitHalfOpen
 		c.trialAt = time.Time{}
-		p.metrics.setCircuit(c.provider, c.state)
-		p.log.Info("circuit half-open", "upstream", c.provider)
+		if c.egress != "" {
+			p.metrics.setEgress(c.provider, c.egress, c.state)
+			p.log.Info("egress circuit half-open", "upstream", c.provider, "egress", c.egress)
+		} else {
+			p.metrics.setCircuit(c.provider, c.state)
+			p.log.Info("circuit half-open", "upstream", c.provider)
+		}
 	}
 	return c.state
 }
@@ -77,15 +84,18 @@ func (p *Pool) cancelTrialLocked(provider string) {
 // recordCallLocked feeds the outcome of a call into the provider's circuit.
 // It reports whether the circuit is open or half-open afterwards: failures
 // then belong to the upstream as a whole and are not charged to the
-// session.
+// session. Only unavailable counts as a failure. An anti-bot rejection is
+// left to the circuit of the call's route, so a broken browser signature
+// never stops the provider as a whole.
 func (p *Pool) recordCallLocked(l *Lease, o upstream.Outcome, now time.Time) (upstreamDown bool) {
 	c := p.circuitLocked(l.Provider)
-	failed := o == upstream.OutcomeUnavailable || o == upstream.OutcomeEgressRejected
+	failed := o == upstream.OutcomeUnavailable
+	neutral := o == upstream.OutcomeCanceled || o == upstream.OutcomeEgressRejected
 	state := p.circuitStateLocked(c, now)
 
 	if l.trial && state == CircuitHalfOpen {
 		switch {
-		case o == upstream.OutcomeCanceled:
+		case neutral:
 			c.trialAt = time.Time{}
 		case failed:
 			p.openCircuitLocked(c, now)
@@ -94,7 +104,7 @@ func (p *Pool) recordCallLocked(l *Lease, o upstream.Outcome, now time.Time) (up
 		}
 		return c.state != CircuitClosed
 	}
-	if state != CircuitClosed || o == upstream.OutcomeCanceled {
+	if state != CircuitClosed || neutral {
 		return state != CircuitClosed
 	}
 
@@ -142,12 +152,17 @@ func (p *Pool) CircuitState(provider string) string {
 	return p.circuitStateLocked(c, p.now())
 }
 
-// ResetCircuit closes provider's circuit and clears its record of recent
-// calls.
+// ResetCircuit closes provider's circuit and the circuits of its outbound
+// routes, and clears their record of recent calls.
 func (p *Pool) ResetCircuit(provider string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.circuits[provider]; ok {
 		p.closeCircuitLocked(c, "reset by admin")
+	}
+	for k, c := range p.egress {
+		if k.provider == provider && c.state != CircuitClosed {
+			p.closeEgressLocked(c, "reset by admin")
+		}
 	}
 }

@@ -48,7 +48,7 @@ func TestCircuitOpensAndFailsFast(t *testing.T) {
 	if got := h.pool.CircuitState(store.ProviderGrok); got != pool.CircuitClosed {
 		t.Fatalf("state after 4 failures = %q; want closed", got)
 	}
-	h.call(pool.AcquireRequest{}, &upstream.Error{Outcome: upstream.OutcomeEgressRejected, Status: 403})
+	h.call(pool.AcquireRequest{}, &upstream.Error{Outcome: upstream.OutcomeUnavailable, Status: 502})
 
 	if got := h.pool.CircuitState(store.ProviderGrok); got != pool.CircuitOpen {
 		t.Fatalf("state after 5 failures = %q; want open", got)

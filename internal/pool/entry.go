@@ -17,7 +17,9 @@ type entry struct {
 	// unreadable is set when the credential did not decrypt; the session
 	// is never selected.
 	unreadable bool
-	index      int // position in Pool.byProvider[s.Provider]
+	index      int    // position in Pool.byProvider[s.Provider]
+	egress     string // name of the outbound route, see egressName
+	loadedAt   int    // Pool.loads when the entry joined the pool
 
 	inFlight int
 	tokens   float64 // token bucket level at tokensAt
@@ -142,8 +144,6 @@ func (w *window) add(failed bool) {
 	}
 	w.next = (w.next + 1) % len(w.failed)
 }
-
-func (w *window) full() bool { return w.n == len(w.failed) }
 
 // rate returns the share of failed outcomes, 0 when empty.
 func (w *window) rate() float64 {

@@ -20,9 +20,15 @@ const (
 )
 
 // Run checks session health every HealthCheckInterval until ctx is done.
-// Each pass expires sessions whose expires_at has passed, probes
+// Each pass reloads rows that other processes added, deleted or changed
+// (see Reload), expires sessions whose expires_at has passed, probes
 // quarantined sessions and healthy sessions that had no successful probe
 // for MaxAge, updates the session gauges and saves unsaved counters.
+//
+// Probes read the login and quota endpoints and spend no chat quota. A
+// pass probes at most maxProbesPerPass sessions, those probed longest ago
+// first, and spreads their starts over half the interval, so thousands of
+// sessions are probed over several passes instead of in one burst.
 func (p *Pool) Run(ctx context.Context) {
 	t := time.NewTicker(p.cfg.HealthCheckInterval)
 	defer t.Stop()
@@ -38,14 +44,19 @@ func (p *Pool) Run(ctx context.Context) {
 
 // checkHealth runs one health-check pass.
 func (p *Pool) checkHealth(ctx context.Context) {
+	if err := p.Reload(ctx); err != nil && ctx.Err() == nil {
+		p.log.Warn("reload sessions", "error", err)
+	}
+
 	p.mu.Lock()
 	due := p.dueForProbeLocked(p.now())
 	p.mu.Unlock()
 
+	gap := p.cfg.HealthCheckInterval / (2 * maxProbesPerPass)
 	sem := make(chan struct{}, probeConcurrency)
 	var wg sync.WaitGroup
-	for _, id := range due {
-		if ctx.Err() != nil {
+	for i, id := range due {
+		if i > 0 && !sleepCtx(ctx, gap) {
 			break
 		}
 		sem <- struct{}{}
@@ -61,6 +72,18 @@ func (p *Pool) checkHealth(ctx context.Context) {
 	p.refreshGaugesLocked(p.now())
 	p.startWriterLocked(true)
 	p.mu.Unlock()
+}
+
+// sleepCtx waits for d and reports false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // dueForProbeLocked expires sessions past their expires_at and lists the

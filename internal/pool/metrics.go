@@ -18,6 +18,7 @@ type metrics struct {
 	active    *prometheus.GaugeVec   // provider, status
 	rotations *prometheus.CounterVec // reason
 	circuit   *prometheus.GaugeVec   // provider
+	egress    *prometheus.GaugeVec   // provider, egress
 }
 
 // newMetrics registers the pool's metrics on reg, or on nothing when reg is
@@ -36,9 +37,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "grokproxy_circuit_state",
 			Help: "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
 		}, []string{"provider"}),
+		egress: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "grokproxy_egress_circuit_state",
+			Help: "Circuit breaker state per outbound route, counting anti-bot rejections: 0 closed, 1 half-open, 2 open.",
+		}, []string{"provider", "egress"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.active, m.rotations, m.circuit)
+		reg.MustRegister(m.active, m.rotations, m.circuit, m.egress)
 	}
 	for _, r := range Reasons {
 		m.rotations.WithLabelValues(r)
@@ -47,14 +52,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) setCircuit(provider, state string) {
-	v := 0.0
+	m.circuit.WithLabelValues(provider).Set(circuitValue(state))
+}
+
+func (m *metrics) setEgress(provider, egress, state string) {
+	m.egress.WithLabelValues(provider, egress).Set(circuitValue(state))
+}
+
+func circuitValue(state string) float64 {
 	switch state {
 	case CircuitHalfOpen:
-		v = 1
+		return 1
 	case CircuitOpen:
-		v = 2
+		return 2
 	}
-	m.circuit.WithLabelValues(provider).Set(v)
+	return 0
 }
 
 // refreshGaugesLocked recounts the sessions of every known provider.

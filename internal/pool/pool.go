@@ -51,6 +51,10 @@ type Config struct {
 	// RatePerSecond is the refill rate of each session's token bucket;
 	// the bucket holds max(1, RatePerSecond) tokens. Zero means no limit.
 	RatePerSecond float64
+	// Limiter, when set, holds the token buckets in place of this process,
+	// so that the rate of a session holds across replicas (the Redis
+	// limiter). Nil means a bucket per session in this process.
+	Limiter SessionLimiter
 
 	// HealthCheckInterval is the period of the loop that Run drives
 	// (default 30s).
@@ -62,16 +66,30 @@ type Config struct {
 	// unknown (default 60s).
 	DefaultCooldown time.Duration
 
-	// CircuitWindow is the number of recent calls per provider the
-	// circuit breaker looks at (default 20).
+	// CircuitWindow is the number of recent calls per provider, and per
+	// outbound route, that the circuit breakers look at (default 20).
 	CircuitWindow int
 	// CircuitThreshold is the share (0-1) of those calls that must fail
-	// with unavailable or egress_rejected for the circuit to open
-	// (default 0.5).
+	// for the provider's circuit to open (default 0.5). It counts
+	// unavailable calls.
 	CircuitThreshold float64
+	// EgressThreshold is the share (0-1) of recent calls by one outbound
+	// route that must end in egress_rejected for the route's circuit to
+	// open (default 0.8). It sits above CircuitThreshold because a single
+	// account that trips anti-bot rules, retried on another account, makes
+	// up to half the calls of a sound route.
+	EgressThreshold float64
 	// CircuitCooldown is how long an open circuit stays open before it
 	// lets one trial call through (default 30s).
 	CircuitCooldown time.Duration
+}
+
+// SessionLimiter takes a token from the rate bucket of a session. The
+// ratelimit package's limiters implement it.
+type SessionLimiter interface {
+	// AllowSession reports whether the session may make one more call now
+	// at perSecond calls per second.
+	AllowSession(ctx context.Context, sessionID string, perSecond float64) (bool, error)
 }
 
 // DefaultConfig returns the default settings.
@@ -88,6 +106,7 @@ func DefaultConfig() Config {
 		DefaultCooldown:     60 * time.Second,
 		CircuitWindow:       20,
 		CircuitThreshold:    0.5,
+		EgressThreshold:     0.8,
 		CircuitCooldown:     30 * time.Second,
 	}
 }
@@ -131,6 +150,10 @@ func (c Config) withDefaults() Config {
 		c.CircuitThreshold = d.CircuitThreshold
 	}
 
+	if c.EgressThreshold <= 0 {
+		c.EgressThreshold = d.EgressThreshold
+	}
+
 	if c.CircuitCooldown <= 0 {
 		c.CircuitCooldown = d.CircuitCooldown
 	}
@@ -164,6 +187,8 @@ type Pool struct {
 	entries    map[string]*entry
 	byProvider map[string][]*entry
 	circuits   map[string]*circuit
+	egress     map[egressKey]*circuit
+	loads      int             // Reload passes begun; an entry added later has a higher loadedAt
 	dirty      map[string]bool // ids with unsaved state; true when a status changed
 	writing    bool            // the state writer goroutine is running
 	writeAll   bool            // the writer's next pass saves counter-only changes too
@@ -197,6 +222,7 @@ func New(cfg Config, st store.Store, kr *keyring.Keyring, clients map[string]ups
 		entries:    make(map[string]*entry),
 		byProvider: make(map[string][]*entry),
 		circuits:   make(map[string]*circuit),
+		egress:     make(map[egressKey]*circuit),
 		dirty:      make(map[string]bool),
 	}
 	for provider := range clients {
@@ -243,6 +269,7 @@ func (p *Pool) newEntry(s store.Session, now time.Time) *entry {
 		tokensAt:      now,
 		rotationStart: now,
 	}
+	e.egress = egressDirect
 	cred, err := p.kr.Decrypt(s.Credential, credentialBinding(s.ID))
 	if err != nil {
 		e.unreadable = true
@@ -258,6 +285,7 @@ func (p *Pool) newEntry(s store.Session, now time.Time) *entry {
 			return e
 		}
 		e.proxy = secret.New(string(proxy))
+		e.egress = egressName(e.proxy)
 	}
 	return e
 }
@@ -301,6 +329,7 @@ func (p *Pool) burst() float64 {
 
 // addEntryLocked puts e in the indexes.
 func (p *Pool) addEntryLocked(e *entry) {
+	e.loadedAt = p.loads
 	list := p.byProvider[e.s.Provider]
 	e.index = len(list)
 	p.byProvider[e.s.Provider] = append(list, e)

@@ -35,6 +35,9 @@ type Result struct {
 //   - unavailable and broken_stream count a failure, unless the circuit is
 //     open or half-open. A failure rate above FailureThreshold over the
 //     window, once MinRequests calls are in it, quarantines the session.
+//   - egress_rejected counts against the circuit of the call's outbound
+//     route; while that circuit is open, no session behind the route is
+//     selected.
 //   - egress_rejected, rejected_request and canceled are not charged to
 //     the session.
 //
@@ -53,6 +56,7 @@ func (p *Pool) Release(l *Lease, res Result) {
 	l.released = true
 
 	upstreamDown := p.recordCallLocked(l, outcome, now)
+	p.recordEgressLocked(l, outcome, now)
 	e, ok := p.entries[l.SessionID]
 	if !ok {
 		return // removed while the call ran

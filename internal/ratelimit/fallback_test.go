@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // brokenLimiter fails every call, as Redis does while it is down.
@@ -121,4 +123,118 @@ func TestFallbackPrefersPrimary(t *testing.T) {
 	if d, _ := secondary.AllowUser(ctx, "u", 1); !d.Allowed {
 		t.Error("request was recorded by the fallback while the primary worked")
 	}
+}
+
+// flakyLimiter fails while down is set and counts the calls it receives.
+type flakyLimiter struct {
+	*Memory
+	mu    sync.Mutex
+	down  bool
+	calls int
+}
+
+func (l *flakyLimiter) setDown(down bool) {
+	l.mu.Lock()
+	l.down = down
+	l.mu.Unlock()
+}
+
+func (l *flakyLimiter) callCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
+}
+
+func (l *flakyLimiter) AllowUser(ctx context.Context, userID string, perMinute int) (Decision, error) {
+	l.mu.Lock()
+	l.calls++
+	down := l.down
+	l.mu.Unlock()
+	if down {
+		return Decision{}, errDown
+	}
+	return l.Memory.AllowUser(ctx, userID, perMinute)
+}
+
+func TestFallbackRestsFailedPrimary(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	primary := &flakyLimiter{Memory: NewMemory(clk.now, 10), down: true}
+	reg := prometheus.NewRegistry()
+	l := NewFallback(primary, NewMemory(clk.now, 10), false, discardLog(),
+		WithClock(clk.now), WithProbeInterval(time.Second), WithMetrics(reg))
+
+	for range 5 {
+		if d, err := l.AllowUser(ctx, "u", 100); err != nil || !d.Allowed {
+			t.Fatalf("AllowUser = %+v, %v; want allowed by the fallback", d, err)
+		}
+	}
+	if n := primary.callCount(); n != 1 {
+		t.Errorf("primary called %d times within the probe interval; want 1", n)
+	}
+	if !l.Degraded() || gaugeValue(t, reg, "grokproxy_ratelimit_fallback_active") != 1 {
+		t.Error("fallback not reported active while the primary is down")
+	}
+
+	primary.setDown(false)
+	clk.advance(time.Second)
+	if _, err := l.AllowUser(ctx, "u", 100); err != nil {
+		t.Fatal(err)
+	}
+	if n := primary.callCount(); n != 2 {
+		t.Errorf("primary called %d times after the probe interval; want 2", n)
+	}
+	if l.Degraded() || gaugeValue(t, reg, "grokproxy_ratelimit_fallback_active") != 0 {
+		t.Error("fallback still reported active after the primary answered")
+	}
+	if got := gaugeValue(t, reg, "grokproxy_ratelimit_backend_errors_total"); got != 1 {
+		t.Errorf("backend errors = %v; want 1", got)
+	}
+}
+
+func TestFallbackFailClosedWhileResting(t *testing.T) {
+	clk := newClock()
+	primary := &flakyLimiter{Memory: NewMemory(clk.now, 10), down: true}
+	l := NewFallback(primary, nil, false, discardLog(), WithClock(clk.now))
+	for i := range 3 {
+		if _, err := l.AllowUser(context.Background(), "u", 5); !errors.Is(err, errDown) {
+			t.Fatalf("call %d: error = %v; want one that wraps the primary's", i+1, err)
+		}
+	}
+	if n := primary.callCount(); n != 1 {
+		t.Errorf("primary called %d times; want 1 within the probe interval", n)
+	}
+}
+
+func TestFallbackIgnoresCanceledCaller(t *testing.T) {
+	clk := newClock()
+	primary := &flakyLimiter{Memory: NewMemory(clk.now, 10), down: true}
+	l := NewFallback(primary, NewMemory(clk.now, 10), false, discardLog(), WithClock(clk.now))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l.AllowUser(ctx, "u", 5)
+	if l.Degraded() {
+		t.Error("a canceled caller marked the primary down")
+	}
+}
+
+// gaugeValue returns the value of the single-sample metric name in reg.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		m := f.GetMetric()[0]
+		if m.GetGauge() != nil {
+			return m.GetGauge().GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }

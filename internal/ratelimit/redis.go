@@ -14,10 +14,10 @@ import (
 // DefaultRedisPrefix starts every key that Redis limiters write.
 const DefaultRedisPrefix = "grokproxy:rl:"
 
-// leaseTTL is how long a concurrency lease outlives its last renewal, so
-// the slots of a replica that dies come free after at most this long.
-// A live lease is renewed every leaseTTL/3.
-const leaseTTL = 30 * time.Second
+// DefaultLeaseTTL is how long a concurrency lease outlives its last
+// renewal, so the slots of a replica that dies come free after at most
+// this long. A live lease is renewed every third of it.
+const DefaultLeaseTTL = 30 * time.Second
 
 // Each script reads the clock with Redis TIME, so replicas with skewed
 // clocks still share one window. Times are in microseconds, which a Lua
@@ -130,6 +130,7 @@ type Redis struct {
 	log       *slog.Logger
 	prefix    string
 	authLimit int
+	leaseTTL  time.Duration
 }
 
 var _ Limiter = (*Redis)(nil)
@@ -149,9 +150,17 @@ func WithAuthFailuresPerMinute(n int) RedisOption {
 	return func(r *Redis) { r.authLimit = n }
 }
 
+// WithLeaseTTL sets how long a concurrency lease of a replica that stopped
+// renewing it holds its slot, in place of DefaultLeaseTTL. Values under
+// 300ms are raised to 300ms.
+func WithLeaseTTL(ttl time.Duration) RedisOption {
+	return func(r *Redis) { r.leaseTTL = max(ttl, 300*time.Millisecond) }
+}
+
 // NewRedis returns a Limiter over c.
 func NewRedis(c *redis.Client, log *slog.Logger, opts ...RedisOption) *Redis {
-	r := &Redis{c: c, log: log, prefix: DefaultRedisPrefix, authLimit: DefaultAuthFailuresPerMinute}
+	r := &Redis{c: c, log: log, prefix: DefaultRedisPrefix, authLimit: DefaultAuthFailuresPerMinute,
+		leaseTTL: DefaultLeaseTTL}
 	for _, o := range opts {
 		o(r)
 	}
@@ -194,14 +203,14 @@ func (r *Redis) AllowSession(ctx context.Context, sessionID string, perSecond fl
 }
 
 // Acquire implements Limiter. A lease is renewed in the background until
-// release is called, so a request may run longer than leaseTTL.
+// release is called, so a request may run longer than the lease TTL.
 func (r *Redis) Acquire(ctx context.Context, scope, id string, max int) (func(), bool, error) {
 	if max <= 0 {
 		return noop, true, nil
 	}
 	key := r.prefix + "lease:" + scope + ":" + id
 	lease := uuid.NewString()
-	ok, err := acquireScript.Run(ctx, r.c, []string{key}, max, leaseTTL.Microseconds(), lease).Int()
+	ok, err := acquireScript.Run(ctx, r.c, []string{key}, max, r.leaseTTL.Microseconds(), lease).Int()
 	if err != nil {
 		return nil, false, fmt.Errorf("acquire %s slot of %q: %w", scope, id, err)
 	}
@@ -220,7 +229,7 @@ func (r *Redis) Acquire(ctx context.Context, scope, id string, max int) (func(),
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if err := r.c.ZRem(ctx, key, lease).Err(); err != nil {
-				// The lease runs out by itself within leaseTTL.
+				// The lease runs out by itself within the lease TTL.
 				r.log.Warn("release concurrency lease", "scope", scope, "error", err)
 			}
 		})
@@ -231,15 +240,15 @@ func (r *Redis) Acquire(ctx context.Context, scope, id string, max int) (func(),
 // renew keeps a lease alive until stop is closed.
 func (r *Redis) renew(key, lease string, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	tick := time.NewTicker(leaseTTL / 3)
+	tick := time.NewTicker(r.leaseTTL / 3)
 	defer tick.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-tick.C:
-			ctx, cancel := context.WithTimeout(context.Background(), leaseTTL/3)
-			err := renewScript.Run(ctx, r.c, []string{key}, leaseTTL.Microseconds(), lease).Err()
+			ctx, cancel := context.WithTimeout(context.Background(), r.leaseTTL/3)
+			err := renewScript.Run(ctx, r.c, []string{key}, r.leaseTTL.Microseconds(), lease).Err()
 			cancel()
 			if err != nil {
 				r.log.Warn("renew concurrency lease", "error", err)

@@ -269,3 +269,50 @@ func TestRedisSessionBucket(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestRedisLeaseOfStoppedReplicaFreesAfterTTL(t *testing.T) {
+	c, prefix := redisClient(t)
+	ctx := context.Background()
+	const ttl = 600 * time.Millisecond
+	live := NewRedis(c, discardLog(), WithPrefix(prefix), WithLeaseTTL(ttl))
+
+	// A lease that is renewed outlives its TTL.
+	release, ok, err := live.Acquire(ctx, "key", "k", 1)
+	if err != nil || !ok {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	time.Sleep(3 * ttl)
+	if _, ok, _ := live.Acquire(ctx, "key", "k", 1); ok {
+		t.Fatal("a renewed lease lost its slot")
+	}
+	release()
+
+	// A replica that loses Redis stops renewing and cannot release.
+	dc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	dead := NewRedis(dc, discardLog(), WithPrefix(prefix), WithLeaseTTL(ttl))
+	deadRelease, ok, err := dead.Acquire(ctx, "key", "k", 1)
+	if err != nil || !ok {
+		t.Fatalf("Acquire on the doomed replica = %v, %v", ok, err)
+	}
+	dc.Close()
+	deadRelease()
+	if _, ok, _ := live.Acquire(ctx, "key", "k", 1); ok {
+		t.Fatal("slot free before the dead replica's lease ran out")
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, ok, err := live.Acquire(ctx, "key", "k", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			r()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dead replica's lease never ran out")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
