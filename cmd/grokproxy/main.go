@@ -81,15 +81,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "serve":
-		err = serve(rest, stderr)
+		err = serve(rest, stdout, stderr)
 	case "migrate":
-		err = migrate(rest, stderr)
+		err = migrate(rest, stdout, stderr)
 	case "keygen":
 		err = keygen(rest, stdout, stderr)
 	case "settings":
-		printSettings(stdout)
+		err = settings(rest, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, versionString())
+		err = printVersion(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		printUsage(stdout)
 	default:
@@ -139,22 +139,79 @@ func versionString() string {
 	return "devel"
 }
 
-// loadConfig parses the -config flag of a command and loads the settings.
-func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "YAML settings file; environment variables override it")
-	if err := fs.Parse(args); err != nil {
-		return config.Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return config.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	return config.Load(*path, os.Getenv)
+// commandFlags is the flag set of a built-in command. -h prints usage and
+// the flags to stdout; a bad flag prints the error and a hint to stderr.
+type commandFlags struct {
+	*flag.FlagSet
+	usage          string
+	stdout, stderr io.Writer
 }
 
-func serve(args []string, stderr io.Writer) error {
-	cfg, err := loadConfig("serve", args, stderr)
+func newCommandFlags(name, usage string, stdout, stderr io.Writer) *commandFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
+	return &commandFlags{FlagSet: fs, usage: usage, stdout: stdout, stderr: stderr}
+}
+
+// parse parses args and accepts no positional argument.
+func (f *commandFlags) parse(args []string) error {
+	err := f.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		f.printHelp()
+		return err
+	case err != nil:
+		fmt.Fprintf(f.stderr, "run \"grokproxy %s -h\" for help\n", f.Name())
+		return exitError{code: 2}
+	case f.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q", f.Arg(0))
+	}
+	return nil
+}
+
+func (f *commandFlags) printHelp() {
+	fmt.Fprint(f.stdout, f.usage)
+	n := 0
+	f.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(f.stdout, "\nFlags:")
+		f.SetOutput(f.stdout)
+		f.PrintDefaults()
+		f.SetOutput(f.stderr)
+	}
+}
+
+// configFlag adds -config to f.
+func configFlag(f *commandFlags) *string {
+	return f.String("config", "", "path of a YAML settings file (keys are the setting names); environment variables override it")
+}
+
+// loadConfig loads the settings from the file at path and the environment.
+func loadConfig(path string) (config.Config, error) {
+	return config.Load(path, os.Getenv)
+}
+
+const serveUsage = `Usage: grokproxy serve [-config FILE]
+
+Runs the gateway: opens the store, applies pending migrations, starts the
+session pool and answers HTTP on HOST:PORT until SIGINT or SIGTERM. On
+SIGTERM it stops accepting connections, lets running requests and streams
+finish for up to SHUTDOWN_TIMEOUT, writes the pending audit records, then
+exits 0. An invalid setting stops the start with a message naming it.
+
+Settings are read from environment variables (and the -config file); a
+secret NAME may instead be read from the file named by NAME_FILE. Run
+"grokproxy settings" for every setting with its default and unit.
+`
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	f := newCommandFlags("serve", serveUsage, stdout, stderr)
+	path := configFlag(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
@@ -166,8 +223,16 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Listen before creating the first admin key, so that a start that
+	// cannot bind its port does not use up the one showing of the key.
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		a.Close()
+		return err
+	}
 	key, err := a.BootstrapAdmin(ctx)
 	if err != nil {
+		ln.Close()
 		a.Close()
 		return fmt.Errorf("create the first admin key: %w", err)
 	}
@@ -176,12 +241,10 @@ func serve(args []string, stderr io.Writer) error {
 		// terminal, never through the logger.
 		fmt.Fprintf(stderr, "\nNo admin existed, so one was created. Its API key, shown only this once:\n\n    %s\n\n", key)
 	}
-	ln, err := net.Listen("tcp", cfg.Addr())
-	if err != nil {
-		a.Close()
-		return err
-	}
-	a.Start(ctx)
+	// The background loops outlive the signal: streams that finish
+	// during the drain still need the pool and the audit writer. Close
+	// stops them.
+	a.Start(context.Background())
 	log.Info("listening", "addr", ln.Addr().String(), "store", storeKind(cfg), "version", versionString())
 	serveErr := a.Serve(ctx, ln)
 	closeErr := a.Close()
@@ -196,8 +259,20 @@ func storeKind(cfg config.Config) string {
 	return "sqlite"
 }
 
-func migrate(args []string, stderr io.Writer) error {
-	cfg, err := loadConfig("migrate", args, stderr)
+const migrateUsage = `Usage: grokproxy migrate [-config FILE]
+
+Applies pending database migrations to the store named by DATABASE_URL and
+exits. serve does the same on start; run this first when several replicas
+start at once. It is safe beside a running serve.
+`
+
+func migrate(args []string, stdout, stderr io.Writer) error {
+	f := newCommandFlags("migrate", migrateUsage, stdout, stderr)
+	path := configFlag(f)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
@@ -212,11 +287,16 @@ func migrate(args []string, stderr io.Writer) error {
 
 // keygen writes a new keyring to a file rather than printing it, so the
 // key never lands in a terminal scroll-back or a shell log.
+const keygenUsage = `Usage: grokproxy keygen -o FILE
+
+Writes a new encryption keyring (one 32-byte AES-256 key with its id) to
+FILE, created with mode 0600. Point GROKPROXY_ENCRYPTION_KEY_FILE at it.
+`
+
 func keygen(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	out := fs.String("o", "", "file to create with the new keyring (mode 0600); must not exist")
-	if err := fs.Parse(args); err != nil {
+	flags := newCommandFlags("keygen", keygenUsage, stdout, stderr)
+	out := flags.String("o", "", "path of the file to create with the new keyring (mode 0600); it must not exist")
+	if err := flags.parse(args); err != nil {
 		return err
 	}
 	if *out == "" {
@@ -237,12 +317,45 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+const settingsUsage = `Usage: grokproxy settings
+
+Lists every setting: its environment variable, its default and what it
+sets, in what unit. Durations are Go durations such as 500ms, 30s or 5m.
+Settings marked [secret] may instead be read from the file named by
+NAME_FILE.
+`
+
+func settings(args []string, stdout, stderr io.Writer) error {
+	if err := newCommandFlags("settings", settingsUsage, stdout, stderr).parse(args); err != nil {
+		return err
+	}
+	printSettings(stdout)
+	return nil
+}
+
+const versionUsage = `Usage: grokproxy version
+
+Prints the version of this build.
+`
+
+func printVersion(args []string, stdout, stderr io.Writer) error {
+	if err := newCommandFlags("version", versionUsage, stdout, stderr).parse(args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, versionString())
+	return nil
+}
+
 func printSettings(w io.Writer) {
 	for _, s := range config.Settings {
 		def := s.Default
 		if def == "" {
 			def = "(empty)"
 		}
-		fmt.Fprintf(w, "%-32s %-24s %s\n", s.Name, def, s.Help)
+		help := s.Help
+		if s.Secret {
+			help += " [secret; " + s.Name + "_FILE reads it from a file]"
+		}
+		fmt.Fprintf(w, "%-32s %-24s %s\n", s.Name, def, help)
 	}
 }

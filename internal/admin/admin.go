@@ -12,10 +12,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/grokproxy/grokproxy/internal/api/openai"
 	"github.com/grokproxy/grokproxy/internal/pool"
+	"github.com/grokproxy/grokproxy/internal/privacy"
 	"github.com/grokproxy/grokproxy/internal/secret"
 	"github.com/grokproxy/grokproxy/internal/store"
 )
@@ -71,6 +73,21 @@ type Handler struct {
 	Providers []string // providers with a configured client
 	Log       *slog.Logger
 	Now       func() time.Time
+	// Audit records every call that changes state; nil records nothing.
+	Audit AuditLog
+	// Privacy serves user data export and erasure; nil answers 501.
+	Privacy *privacy.Service
+	// Retention runs the retention job on request; nil answers 501.
+	Retention Retention
+	// Generations lists request records for GET /admin/generations and
+	// fills the metrics summary. When nil, both routes return 501.
+	Generations GenerationStore
+	// Content decides whether request records show prompt and response
+	// text; the zero value shows none.
+	Content ContentAccess
+	// Summary serves GET /admin/metrics/summary. When nil, the route
+	// returns 501.
+	Summary *Summary
 
 	mux *http.ServeMux
 }
@@ -86,11 +103,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	handle := func(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
-		mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.Handle(pattern, h.audited(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := fn(w, r); err != nil {
 				openai.WriteError(w, r, h.Log, err)
 			}
-		}))
+		})))
 	}
 	handle("POST /admin/sessions", h.createSessions)
 	handle("GET /admin/sessions", h.listSessions)
@@ -112,11 +129,35 @@ func (h *Handler) routes() *http.ServeMux {
 	handle("DELETE /admin/keys/{id}", h.revokeKey)
 	handle("POST /admin/keys/{id}/revoke", h.revokeKey)
 	handle("POST /admin/keys/{id}/rotate", h.rotateKey)
+	handle("GET /admin/audit", h.listAudit)
+	handle("GET /admin/users/{id}/export", h.exportUser)
+	handle("DELETE /admin/users/{id}/data", h.eraseUser)
+	handle("POST /admin/retention/run", h.runRetention)
+	handle("GET /admin/generations", h.listGenerations)
+	handle("GET /admin/metrics/summary", h.metricsSummary)
 	handle("/admin/", func(w http.ResponseWriter, r *http.Request) error {
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest, Code: "method_not_allowed",
+				Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + strings.Join(allow, " or ") + "."}
+		}
 		return &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
 			Message: "Unknown admin route: " + r.Method + " " + r.URL.Path + "."}
 	})
 	return mux
+}
+
+// allowedMethods lists the methods that have a route for r's path.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/admin/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // decode reads a JSON body into v, strictly: unknown fields are errors, so

@@ -115,9 +115,21 @@ func (h *Handler) addSession(r *http.Request, s newSession, param string) (pool.
 	return v, nil
 }
 
+// sessionStatuses are the values of the status filter of the session list;
+// "resting" selects healthy sessions that are cooling down.
+var sessionStatuses = []string{store.StatusHealthy, "resting", store.StatusQuarantined, store.StatusExpired, store.StatusRevoked}
+
 func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := store.SessionFilter{Status: q.Get("status"), Provider: q.Get("provider"), After: q.Get("after"), Limit: 100}
+	if f.Status != "" && !slices.Contains(sessionStatuses, f.Status) {
+		return openai.BadRequest("status", "invalid_value", "Unknown status %q; use one of %s.",
+			truncate(f.Status, 32), strings.Join(sessionStatuses, ", "))
+	}
+	if f.Provider != "" && !slices.Contains(h.Providers, f.Provider) {
+		return openai.BadRequest("provider", "invalid_value", "Unknown provider %q; this gateway serves %s.",
+			truncate(f.Provider, 32), strings.Join(h.Providers, ", "))
+	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
@@ -161,12 +173,17 @@ type reasonBody struct {
 	Reason string `json:"reason"`
 }
 
+// quarantineSession takes the reason from the query (?reason=) or from an
+// optional JSON body; the query wins when both are set.
 func (h *Handler) quarantineSession(w http.ResponseWriter, r *http.Request) error {
 	var body reasonBody
 	if r.ContentLength != 0 {
 		if err := decode(r, &body); err != nil {
 			return err
 		}
+	}
+	if q := strings.TrimSpace(r.URL.Query().Get("reason")); q != "" {
+		body.Reason = q
 	}
 	if body.Reason == "" {
 		body.Reason = "admin"
@@ -203,12 +220,31 @@ func (h *Handler) probeSession(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// statsSource is a pool that sums itself up for GET /admin/stats.
+type statsSource interface {
+	Stats() pool.Stats
+}
+
+// statsBody is the answer of GET /admin/stats: pool.Stats (counts by
+// status, usable sessions, requests, failure rates and quota per provider,
+// outbound route circuits) plus the circuit state of every provider.
+type statsBody struct {
+	pool.Stats
+	Object   string            `json:"object"` // "stats"
+	Circuits map[string]string `json:"circuits"`
+}
+
 func (h *Handler) stats(w http.ResponseWriter, r *http.Request) error {
-	circuits := make(map[string]string, len(h.Providers))
+	body := statsBody{Object: "stats", Circuits: make(map[string]string, len(h.Providers))}
 	for _, p := range h.Providers {
-		circuits[p] = h.Pool.CircuitState(p)
+		body.Circuits[p] = h.Pool.CircuitState(p)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": h.Pool.Counts(), "circuits": circuits})
+	if src, ok := h.Pool.(statsSource); ok {
+		body.Stats = src.Stats()
+	} else {
+		body.Sessions = h.Pool.Counts()
+	}
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,31 +25,42 @@ import (
 	"github.com/grokproxy/grokproxy/internal/auth"
 	"github.com/grokproxy/grokproxy/internal/catalog"
 	"github.com/grokproxy/grokproxy/internal/config"
+	"github.com/grokproxy/grokproxy/internal/console"
+	"github.com/grokproxy/grokproxy/internal/conversation"
 	"github.com/grokproxy/grokproxy/internal/keyring"
 	"github.com/grokproxy/grokproxy/internal/observe"
 	"github.com/grokproxy/grokproxy/internal/pool"
+	"github.com/grokproxy/grokproxy/internal/privacy"
 	"github.com/grokproxy/grokproxy/internal/ratelimit"
+	"github.com/grokproxy/grokproxy/internal/retention"
 	"github.com/grokproxy/grokproxy/internal/secret"
 	"github.com/grokproxy/grokproxy/internal/server"
 	"github.com/grokproxy/grokproxy/internal/store"
+	"github.com/grokproxy/grokproxy/internal/store/instrumented"
 	"github.com/grokproxy/grokproxy/internal/store/postgres"
 	"github.com/grokproxy/grokproxy/internal/store/sqlite"
+	"github.com/grokproxy/grokproxy/internal/telemetry"
 	"github.com/grokproxy/grokproxy/internal/upstream"
 	"github.com/grokproxy/grokproxy/internal/upstream/grokweb"
+	"github.com/grokproxy/grokproxy/internal/upstream/xai"
 )
 
 // App is one running gateway.
 type App struct {
-	Config   config.Config
-	Log      *slog.Logger
-	Store    store.Store
-	Keyring  *keyring.Keyring
-	Pool     *pool.Pool
-	Auth     *auth.Authenticator
-	Limits   ratelimit.Limiter
-	Audit    *audit.Writer
-	Registry *prometheus.Registry
-	Handler  http.Handler
+	Config  config.Config
+	Log     *slog.Logger
+	Store   store.Store
+	Keyring *keyring.Keyring
+	Pool    *pool.Pool
+	Auth    *auth.Authenticator
+	Limits  ratelimit.Limiter
+	Audit   *audit.Writer
+	// Retention is the scheduled retention job; Start runs it.
+	Retention *retention.Job
+	Registry  *prometheus.Registry
+	Handler   http.Handler
+	// Telemetry sends error reports and traces; nil when both are off.
+	Telemetry *telemetry.Telemetry
 
 	// KeyFileCreated is the path of an encryption key file generated on
 	// this start; empty when the key came from settings or an old file.
@@ -158,11 +170,25 @@ func (a *App) build(ctx context.Context) error {
 	}
 	a.Registry = observe.NewRegistry()
 	metrics := observe.NewMetrics(a.Registry, modelIDs)
+	if err := a.startTelemetry(); err != nil {
+		return err
+	}
+	// Every part below reaches the store through the timing wrapper.
+	maxConns := 0
+	if cfg.IsPostgres() {
+		maxConns = cfg.DBPoolMaxSize
+	}
+	a.Store = instrumented.New(a.Store, a.Registry, instrumented.Options{MaxConns: maxConns})
 
+	xaiConfig := xai.Config{BaseURL: cfg.XAIBaseURL}
+	if err := xaiConfig.Validate(); err != nil {
+		return fmt.Errorf("XAI_BASE_URL: %w", err)
+	}
 	clients := map[string]upstream.Client{
 		store.ProviderGrok: grokweb.New(grokweb.Config{BaseURL: cfg.GrokBaseURL}),
+		store.ProviderXAI:  xai.New(xaiConfig),
 	}
-	providers := []string{store.ProviderGrok}
+	providers := []string{store.ProviderGrok, store.ProviderXAI}
 
 	pcfg := pool.DefaultConfig()
 	pcfg.RotationThreshold = cfg.SessionRotationThreshold
@@ -173,10 +199,7 @@ func (a *App) build(ctx context.Context) error {
 	pcfg.HealthCheckInterval = cfg.SessionHealthCheckInterval
 	pcfg.MaxAge = cfg.SessionMaxAge
 	pcfg.DefaultCooldown = cfg.SessionDefaultCooldown
-	a.Pool = pool.New(pcfg, a.Store, a.Keyring, clients, a.Registry, time.Now, a.Log)
-	if err := a.Pool.Load(ctx); err != nil {
-		return fmt.Errorf("load sessions: %w", err)
-	}
+	pcfg.CircuitCooldown = cfg.CircuitCooldown
 
 	a.Auth = auth.New(auth.Config{
 		StaticKeys:                cfg.APIPasswords,
@@ -184,18 +207,33 @@ func (a *App) build(ctx context.Context) error {
 		BcryptCost:                cfg.BcryptCost,
 		DefaultRateLimitPerMinute: cfg.UserRateLimitPerMinute,
 	}, a.Store, time.Now, a.Log)
-	local := ratelimit.NewMemory(time.Now, ratelimit.DefaultAuthFailuresPerMinute)
+	local := ratelimit.NewMemory(time.Now, cfg.AuthFailureLimitPerMinute)
 	a.Limits = local
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return fmt.Errorf("REDIS_URL: %w", err)
 		}
+		// Short timeouts keep a Redis outage from stalling requests; the
+		// fail mode decides what happens to them instead.
+		opts.DialTimeout = cmp.Or(opts.DialTimeout, 2*time.Second)
+		opts.ReadTimeout = cmp.Or(opts.ReadTimeout, 2*time.Second)
+		opts.WriteTimeout = cmp.Or(opts.WriteTimeout, 2*time.Second)
 		a.redis = redis.NewClient(opts)
-		// While Redis is unreachable, each replica limits on its own
-		// rather than rejecting every request.
-		a.Limits = ratelimit.NewFallback(ratelimit.NewRedis(a.redis, a.Log), local, false, a.Log)
+		shared := ratelimit.NewRedis(a.redis, a.Log, ratelimit.WithPrefix(cfg.RedisKeyPrefix+"rl:"),
+			ratelimit.WithAuthFailuresPerMinute(cfg.AuthFailureLimitPerMinute))
+		var fallback ratelimit.Limiter // RATE_LIMIT_FAIL_MODE=closed: none, so 503
+		if cfg.RateLimitFailMode != "closed" {
+			fallback = local
+		}
+		a.Limits = ratelimit.NewFallback(shared, fallback, false, a.Log, ratelimit.WithMetrics(a.Registry))
 		a.Auth.SetRedis(a.redis)
+		// Session rate buckets in Redis hold across replicas.
+		pcfg.Limiter = a.Limits
+	}
+	a.Pool = pool.New(pcfg, a.Store, a.Keyring, clients, a.Registry, time.Now, a.Log)
+	if err := a.Pool.Load(ctx); err != nil {
+		return fmt.Errorf("load sessions: %w", err)
 	}
 
 	a.Audit = audit.New(audit.Config{
@@ -205,15 +243,32 @@ func (a *App) build(ctx context.Context) error {
 		FullPolicy:    cfg.AuditSpoolFull,
 	}, a.Store, a.Registry, a.Log)
 
+	// The summary counts every request record, for the console's charts.
+	summary := admin.NewSummary(time.Now)
 	api := &openai.Handler{
 		Catalog:     cat,
 		Pool:        a.Pool,
 		Clients:     clients,
-		Audit:       &contentPolicy{next: a.Audit, mode: cfg.StoreContent, encrypt: cfg.EncryptContent, ring: a.Keyring},
+		Audit:       &contentPolicy{next: summary.Tap(a.Audit), mode: cfg.StoreContent, encrypt: cfg.EncryptContent, ring: a.Keyring},
 		Metrics:     metrics,
 		Log:         a.Log,
 		MaxAttempts: cfg.MaxAttempts,
+		Limits:      openai.Limits{MaxMessages: cfg.MaxMessages, MaxPromptBytes: cfg.MaxPromptBytes},
 		Now:         time.Now,
+	}
+	api.Conversations = conversation.New(a.Store, a.Keyring.Derive(conversation.KeyPurpose))
+	imageURLs, err := openai.NewImageURLs(a.Keyring.Derive("image-links"), cfg.ImageURLTTL, time.Now)
+	if err != nil {
+		return err
+	}
+	api.ImageURLs = imageURLs
+	priv := &privacy.Service{Store: a.Store, Queue: a.Audit, Keys: a.Auth,
+		Open: func(g store.Generation) (store.Generation, error) { return openGeneration(a.Keyring, g) }}
+	a.Retention = retention.FromConfig(cfg, a.Store, "scheduler", a.Log)
+	a.Retention.OnSessionsDeleted = func(ids []string) {
+		for _, id := range ids {
+			a.Pool.Remove(context.Background(), id)
+		}
 	}
 	adm := &admin.Handler{
 		Pool:      a.Pool,
@@ -223,10 +278,19 @@ func (a *App) build(ctx context.Context) error {
 		Providers: providers,
 		Log:       a.Log,
 		Now:       time.Now,
+		Audit:     a.Store,
+		Privacy:   priv,
+		Retention: a.Retention,
+		// Prompt text is shown only when the gateway stores it whole.
+		Generations: a.Store,
+		Content: admin.ContentAccess{Show: cfg.StoreContent == "full",
+			Open: func(g store.Generation) (store.Generation, error) { return openGeneration(a.Keyring, g) }},
+		Summary: summary,
 	}
 	components := []server.NamedHealth{
 		{Name: "store", Required: true, Health: storeHealth{a.Store}},
-		{Name: "sessions", Required: false, Health: poolHealth{pool: a.Pool, providers: providers}},
+		{Name: "sessions", Required: true, Health: poolHealth{pool: a.Pool, providers: providers}},
+		{Name: "circuit", Required: true, Health: circuitHealth{pool: a.Pool, providers: providers}},
 	}
 	if a.redis != nil {
 		components = append(components, server.NamedHealth{Name: "redis", Health: redisHealth{a.redis}})
@@ -237,16 +301,14 @@ func (a *App) build(ctx context.Context) error {
 		Limits:     a.Limits,
 		API:        api,
 		Admin:      adm,
+		Console:    console.Handler(),
+		Me:         &openai.Me{Privacy: priv, Log: a.Log},
 		Registry:   a.Registry,
 		Metrics:    metrics,
 		Components: components,
-		Ready: func(ctx context.Context) (bool, string) {
-			if err := a.Store.Ping(ctx); err != nil {
-				return false, "store unreachable"
-			}
-			return true, ""
-		},
-		Log: a.Log,
+		Ready:      readiness(a.Store, a.Pool, cfg.ReadyRequiresSession),
+		Telemetry:  a.Telemetry,
+		Log:        a.Log,
 	})
 	return nil
 }
@@ -260,6 +322,12 @@ func parseCredential(provider, text string) (secret.Value, string, error) {
 			return secret.Value{}, "", err
 		}
 		return secret.New(text), c.DedupKey(), nil
+	case store.ProviderXAI:
+		key, err := xai.ParseKey(text)
+		if err != nil {
+			return secret.Value{}, "", err
+		}
+		return secret.New(key), key, nil
 	}
 	return secret.Value{}, "", fmt.Errorf("provider %s is not served", provider)
 }
@@ -267,7 +335,7 @@ func parseCredential(provider, text string) (secret.Value, string, error) {
 // Start runs the background loops until Close.
 func (a *App) Start(ctx context.Context) {
 	ctx, a.cancel = context.WithCancel(ctx)
-	for _, run := range []func(context.Context){a.Pool.Run, a.Auth.Run, a.Audit.Run} {
+	for _, run := range []func(context.Context){a.Pool.Run, a.Auth.Run, a.Audit.Run, a.Retention.Run} {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -303,7 +371,7 @@ func (a *App) BootstrapAdmin(ctx context.Context) (string, error) {
 // it stops accepting, lets requests finish up to SHUTDOWN_TIMEOUT and
 // flushes the audit writer.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	srv := server.HTTPServer(ln.Addr().String(), a.Handler, a.Log)
+	srv := server.HTTPServer(a.Config, a.Handler, a.Log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -338,6 +406,7 @@ func (a *App) Close() error {
 		errs = append(errs, a.redis.Close())
 	}
 	errs = append(errs, a.Store.Close())
+	errs = append(errs, a.Telemetry.Shutdown(ctx))
 	return errors.Join(errs...)
 }
 
@@ -363,9 +432,11 @@ func (h poolHealth) Check(ctx context.Context) (string, map[string]any) {
 		usable += h.pool.Usable(p)
 		circuits[p] = h.pool.CircuitState(p)
 	}
-	details := map[string]any{"counts": h.pool.Counts(), "usable": usable, "circuits": circuits}
+	details := map[string]any{"counts": h.pool.Counts(), "usable": usable, "circuits": circuits,
+		"egress": h.pool.EgressStates()}
+	// With no session in rotation no chat can be served.
 	if usable == 0 {
-		return "degraded", details
+		return "down", details
 	}
 	return "ok", details
 }

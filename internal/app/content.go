@@ -78,3 +78,22 @@ func newGenerationID() string {
 	rand.Read(b)
 	return "gen_" + hex.EncodeToString(b)
 }
+
+// openGeneration returns g with its content columns decrypted.
+func openGeneration(ring *keyring.Keyring, g store.Generation) (store.Generation, error) {
+	if !g.ContentCrypted {
+		return g, nil
+	}
+	var err error
+	out := g
+	for _, col := range []struct {
+		name string
+		v    *string
+	}{{"prompt", &out.Prompt}, {"response", &out.Response}, {"reasoning", &out.Reasoning}} {
+		if *col.v, err = OpenContent(ring, g, col.name, *col.v); err != nil {
+			return g, err
+		}
+	}
+	out.ContentCrypted = false
+	return out, nil
+}

@@ -10,6 +10,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -38,12 +39,31 @@ type Config struct {
 	GrokBaseURL string // GROK_BASE_URL: origin of the Grok web app, default https://grok.com
 	XAIBaseURL  string // XAI_BASE_URL: official xAI API base, default https://api.x.ai/v1
 
-	LogLevel       string // LOG_LEVEL: debug, info, warn or error; default info
-	LogFormat      string // LOG_FORMAT: json or text; default json
-	MetricsEnabled bool   // METRICS_ENABLED: serve /metrics, default true
-	SentryDSN      secret.Value
+	LogLevel          string       // LOG_LEVEL: debug, info, warn or error; default info
+	LogFormat         string       // LOG_FORMAT: json or text; default json
+	MetricsEnabled    bool         // METRICS_ENABLED: serve /metrics, default true
+	SentryDSN         secret.Value // SENTRY_DSN: error reports to Sentry; empty turns them off
+	SentryEnvironment string       // SENTRY_ENVIRONMENT: environment tag of error reports; empty leaves it out
+	// OTLPEndpoint (OTEL_EXPORTER_OTLP_ENDPOINT) is the base http(s) URL of
+	// an OTLP/HTTP collector that receives request traces; empty turns
+	// tracing off.
+	OTLPEndpoint string
+	// ReadyRequiresSession (READY_REQUIRES_SESSION) keeps /readyz at 503
+	// until at least one session is healthy; default true.
+	ReadyRequiresSession bool
 
 	UserRateLimitPerMinute int // USER_RATE_LIMIT_PER_MINUTE: default per-user limit, 60
+	// AuthFailureLimitPerMinute (AUTH_FAILURE_LIMIT_PER_MINUTE) is the
+	// number of failed authentications a client address may have in one
+	// minute before it gets 429; default 20, 0 disables the limit.
+	AuthFailureLimitPerMinute int
+	// RateLimitFailMode (RATE_LIMIT_FAIL_MODE) decides what happens while
+	// Redis is unreachable: "open" (default) limits each replica on its
+	// own, "closed" returns 503.
+	RateLimitFailMode string
+	// RedisKeyPrefix (REDIS_KEY_PREFIX) starts every Redis key that the
+	// rate limits write; default "grokproxy:".
+	RedisKeyPrefix string
 
 	SessionRotationThreshold   int           // SESSION_ROTATION_THRESHOLD: 500 requests per window
 	SessionRotationWindow      time.Duration // SESSION_ROTATION_WINDOW: 24h
@@ -53,11 +73,27 @@ type Config struct {
 	SessionRateLimitPerSecond  float64       // SESSION_RATE_LIMIT_PER_SECOND: 10
 	SessionHealthCheckInterval time.Duration // SESSION_HEALTH_CHECK_INTERVAL: 30s
 	SessionDefaultCooldown     time.Duration // SESSION_DEFAULT_COOLDOWN: 60s
+	// CircuitCooldown (CIRCUIT_COOLDOWN) is how long an open circuit, of a
+	// provider or of an outbound route, fails fast before it lets one
+	// trial call through; default 30s.
+	CircuitCooldown time.Duration
 
 	MaxAttempts     int           // MAX_ATTEMPTS: upstream tries per request, default 3
+	ImageURLTTL     time.Duration // IMAGE_URL_TTL: lifetime of generated image links, default 1h; 0 means 1h
 	RequestTimeout  time.Duration // REQUEST_TIMEOUT: deadline of one request, default 5m
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: drain deadline on SIGTERM, default 30s
 	MaxBodyBytes    int64         // MAX_BODY_BYTES: request body cap, default 10 MiB
+
+	MaxMessages    int // MAX_MESSAGES: messages in one chat request, default 2048
+	MaxPromptBytes int // MAX_PROMPT_BYTES: text of all messages of one request, default 4 MiB
+	MaxHeaderBytes int // MAX_HEADER_BYTES: request line and headers, default 64 KiB
+	MaxHeaderCount int // MAX_HEADER_COUNT: header fields per request, default 100
+	MaxInFlight    int // MAX_IN_FLIGHT: requests served at once; excess gets 503; 0 means no cap
+
+	ReadHeaderTimeout  time.Duration // READ_HEADER_TIMEOUT: time to send the headers, default 10s
+	ReadTimeout        time.Duration // READ_TIMEOUT: time to send the whole request, default 60s
+	IdleTimeout        time.Duration // IDLE_TIMEOUT: keep-alive connection idle time, default 120s
+	StreamWriteTimeout time.Duration // STREAM_WRITE_TIMEOUT: time one response write may block, default 30s
 
 	CORSAllowedOrigins []string       // CORS_ALLOWED_ORIGINS: default any origin
 	IPAllowlist        []netip.Prefix // IP_ALLOWLIST: CIDRs allowed on /v1; empty allows all
@@ -73,6 +109,16 @@ type Config struct {
 	AuditSpoolMaxBytes int64         // AUDIT_SPOOL_MAX_BYTES: default 256 MiB
 	AuditFlushInterval time.Duration // AUDIT_FLUSH_INTERVAL: default 200ms
 	AuditSpoolFull     string        // AUDIT_SPOOL_FULL_POLICY: refuse or drop_oldest
+
+	// RetentionGenerationsDays (RETENTION_GENERATIONS_DAYS) is how many
+	// days generations are kept, default 90; 0 keeps them forever.
+	RetentionGenerationsDays int
+	// RetentionDeadSessionsDays (RETENTION_DEAD_SESSIONS_DAYS) is how many
+	// days expired and revoked sessions are kept, default 7; 0 keeps them.
+	RetentionDeadSessionsDays int
+	// RetentionInterval (RETENTION_INTERVAL) is the period of the
+	// retention job in serve, default 1h.
+	RetentionInterval time.Duration
 
 	BcryptCost int // BCRYPT_COST: cost of new key hashes, default 12
 
@@ -133,6 +179,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("DB_POOL_MIN_SIZE: %d is above DB_POOL_MAX_SIZE %d", c.DBPoolMinSize, c.DBPoolMaxSize)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("MAX_ATTEMPTS: must be at least 1, got %d", c.MaxAttempts)
+	case c.ImageURLTTL < 0:
+		return fmt.Errorf("IMAGE_URL_TTL: must not be negative, got %s", c.ImageURLTTL)
 	case c.SessionFailureThreshold <= 0 || c.SessionFailureThreshold > 1:
 		return fmt.Errorf("SESSION_FAILURE_THRESHOLD: must be in (0, 1], got %v", c.SessionFailureThreshold)
 	case c.SessionFailureWindow < 10:
@@ -141,11 +189,32 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("BCRYPT_COST: must be in %d-31, got %d", MinBcryptCost, c.BcryptCost)
 	case c.UserRateLimitPerMinute < 1:
 		return fmt.Errorf("USER_RATE_LIMIT_PER_MINUTE: must be at least 1, got %d", c.UserRateLimitPerMinute)
+	case c.AuthFailureLimitPerMinute < 0:
+		return fmt.Errorf("AUTH_FAILURE_LIMIT_PER_MINUTE: must be 0 or more, got %d", c.AuthFailureLimitPerMinute)
 	case c.MaxBodyBytes < 1024:
 		return fmt.Errorf("MAX_BODY_BYTES: must be at least 1024, got %d", c.MaxBodyBytes)
+	case c.MaxMessages < 1:
+		return fmt.Errorf("MAX_MESSAGES: must be at least 1, got %d", c.MaxMessages)
+	case c.MaxPromptBytes < 1024:
+		return fmt.Errorf("MAX_PROMPT_BYTES: must be at least 1024, got %d", c.MaxPromptBytes)
+	case c.MaxHeaderBytes < 4096:
+		return fmt.Errorf("MAX_HEADER_BYTES: must be at least 4096, got %d", c.MaxHeaderBytes)
+	case c.MaxHeaderCount < 16:
+		return fmt.Errorf("MAX_HEADER_COUNT: must be at least 16, got %d", c.MaxHeaderCount)
+	case c.MaxInFlight < 0:
+		return fmt.Errorf("MAX_IN_FLIGHT: must not be negative, got %d", c.MaxInFlight)
+	}
+	if err := checkHTTPURL("OTEL_EXPORTER_OTLP_ENDPOINT", c.OTLPEndpoint); err != nil {
+		return err
 	}
 	if err := oneOf("STORE_CONTENT", c.StoreContent, "full", "redacted", "none"); err != nil {
 		return err
+	}
+	if err := oneOf("RATE_LIMIT_FAIL_MODE", c.RateLimitFailMode, "open", "closed"); err != nil {
+		return err
+	}
+	if c.RetentionGenerationsDays < 0 || c.RetentionDeadSessionsDays < 0 {
+		return fmt.Errorf("RETENTION_GENERATIONS_DAYS, RETENTION_DEAD_SESSIONS_DAYS: must not be negative")
 	}
 	if err := oneOf("AUDIT_SPOOL_FULL_POLICY", c.AuditSpoolFull, "refuse", "drop_oldest"); err != nil {
 		return err
@@ -154,6 +223,18 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return oneOf("LOG_FORMAT", c.LogFormat, "json", "text")
+}
+
+// checkHTTPURL accepts an empty value or an http(s) URL with a host.
+func checkHTTPURL(name, value string) error {
+	if value == "" {
+		return nil
+	}
+	u, err := url.Parse(value)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s: %q is not an http(s) URL such as http://127.0.0.1:4318", name, value)
+	}
+	return nil
 }
 
 func oneOf(name, value string, allowed ...string) error {

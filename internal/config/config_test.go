@@ -135,3 +135,23 @@ func TestConfigFileAndPrecedence(t *testing.T) {
 		t.Fatalf("unknown key error = %v; want it named", err)
 	}
 }
+
+func TestRateLimitSettings(t *testing.T) {
+	c, err := config.Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RateLimitFailMode != "open" || c.AuthFailureLimitPerMinute != 20 || c.RedisKeyPrefix != "grokproxy:" {
+		t.Errorf("defaults = %q, %d, %q; want open, 20, grokproxy:",
+			c.RateLimitFailMode, c.AuthFailureLimitPerMinute, c.RedisKeyPrefix)
+	}
+	c, err = config.Load("", env(map[string]string{"RATE_LIMIT_FAIL_MODE": "closed", "AUTH_FAILURE_LIMIT_PER_MINUTE": "0"}))
+	if err != nil || c.RateLimitFailMode != "closed" || c.AuthFailureLimitPerMinute != 0 {
+		t.Errorf("Load = %q, %d, %v; want closed, 0", c.RateLimitFailMode, c.AuthFailureLimitPerMinute, err)
+	}
+	for name, value := range map[string]string{"RATE_LIMIT_FAIL_MODE": "sometimes", "AUTH_FAILURE_LIMIT_PER_MINUTE": "-1"} {
+		if _, err := config.Load("", env(map[string]string{name: value})); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%s: error %v; want one naming the setting", name, value, err)
+		}
+	}
+}

@@ -20,7 +20,72 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(NewScrubHandler(h))
+	return slog.New(NewContextHandler(NewScrubHandler(h)))
+}
+
+// contextHandler adds the request id carried by the context to every
+// record logged with that context, unless the logger already has one.
+type contextHandler struct {
+	next  slog.Handler
+	bound bool // a request_id attribute was added with WithAttrs
+}
+
+// NewContextHandler wraps next so that a record logged with a request's
+// context (slog's *Context methods and LogAttrs) carries its request_id.
+func NewContextHandler(next slog.Handler) slog.Handler { return contextHandler{next: next} }
+
+func (h contextHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
+
+func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.bound || ctx == nil {
+		return h.next.Handle(ctx, r)
+	}
+	id := RequestID(ctx)
+	if id == "" || hasAttr(r, "request_id") {
+		return h.next.Handle(ctx, r)
+	}
+	r = r.Clone()
+	r.AddAttrs(slog.String("request_id", id))
+	return h.next.Handle(ctx, r)
+}
+
+func (h contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	bound := h.bound
+	for _, a := range attrs {
+		bound = bound || a.Key == "request_id"
+	}
+	return contextHandler{next: h.next.WithAttrs(attrs), bound: bound}
+}
+
+func (h contextHandler) WithGroup(name string) slog.Handler {
+	return contextHandler{next: h.next.WithGroup(name), bound: h.bound}
+}
+
+func hasAttr(r slog.Record, key string) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key
+		return !found
+	})
+	return found
+}
+
+type loggerKey struct{}
+
+// WithLogger returns a context that carries log, the logger of one request.
+func WithLogger(ctx context.Context, log *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerKey{}, log)
+}
+
+// Logger returns the request logger carried by ctx, or fallback when there
+// is none.
+func Logger(ctx context.Context, fallback *slog.Logger) *slog.Logger {
+	if log, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return log
+	}
+	return fallback
 }
 
 func parseLevel(s string) slog.Level {

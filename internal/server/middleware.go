@@ -269,3 +269,123 @@ func (s *Server) allowIPs(list []netip.Prefix, next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// FlushError flushes the buffered response and returns the write error, so
+// that a stream detects a stuck or closed client at once.
+func (s *statusRecorder) FlushError() error {
+	return http.NewResponseController(s.ResponseWriter).Flush()
+}
+
+// exemptFromShedding reports whether path stays reachable under overload:
+// probes and metrics must answer while the gateway sheds client traffic.
+func exemptFromShedding(path string) bool {
+	switch path {
+	case "/livez", "/readyz", "/health", "/metrics":
+		return true
+	}
+	return false
+}
+
+// shedLoad serves at most MaxInFlight requests at once and answers the
+// excess at once with 503 and Retry-After, rather than queueing it. Health
+// probes and metrics are not counted.
+func (s *Server) shedLoad(next http.Handler) http.Handler {
+	if s.cfg.MaxInFlight <= 0 {
+		return next
+	}
+	slots := make(chan struct{}, s.cfg.MaxInFlight)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if exemptFromShedding(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			s.metrics.RateLimited.WithLabelValues("overload").Inc()
+			openai.WriteError(w, r, s.log, &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer,
+				Code: "server_overloaded", RetryAfter: time.Second,
+				Message: "The gateway is serving as many requests as it can; retry after the time in Retry-After."})
+			return
+		}
+		defer func() { <-slots }()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitHeaders answers 431 in OpenAI's format when a request carries more
+// header fields than MaxHeaderCount or more header bytes than
+// MaxHeaderBytes. The HTTP server's own cap sits above MaxHeaderBytes (see
+// HTTPServer), so only gross excess meets its plain-text 431.
+func (s *Server) limitHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		count, size := 0, len(r.Method)+len(r.RequestURI)+len(r.Proto)+len("Host: ")+len(r.Host)+6
+		for k, vs := range r.Header {
+			count += len(vs)
+			for _, v := range vs {
+				size += len(k) + len(v) + 4 // ": " and CRLF
+			}
+		}
+		switch {
+		case s.cfg.MaxHeaderCount > 0 && count > s.cfg.MaxHeaderCount:
+			openai.WriteError(w, r, s.log, &openai.Error{Status: http.StatusRequestHeaderFieldsTooLarge,
+				Type: openai.TypeInvalidRequest, Code: "too_many_headers",
+				Message: fmt.Sprintf("The request has %d header fields, above the limit of %d.", count, s.cfg.MaxHeaderCount)})
+			return
+		case s.cfg.MaxHeaderBytes > 0 && size > s.cfg.MaxHeaderBytes:
+			openai.WriteError(w, r, s.log, &openai.Error{Status: http.StatusRequestHeaderFieldsTooLarge,
+				Type: openai.TypeInvalidRequest, Code: "headers_too_large",
+				Message: fmt.Sprintf("The request headers are larger than %d bytes.", s.cfg.MaxHeaderBytes)})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeDeadline bounds every write to the client by StreamWriteTimeout: a
+// client that stops reading is cut once a write has blocked that long, and
+// the handler's write fails, so the handler releases its session at once
+// instead of waiting for the request deadline.
+func (s *Server) writeDeadline(next http.Handler) http.Handler {
+	timeout := s.cfg.StreamWriteTimeout
+	if timeout <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout}
+		dw.extend()
+		next.ServeHTTP(dw, r)
+		// The server flushes what is buffered after the handler returns;
+		// that write gets its own deadline too.
+		dw.extend()
+	})
+}
+
+// deadlineWriter moves the connection's write deadline forward before each
+// write and flush. The server's WriteTimeout stays 0 because a stream may
+// run for minutes; this bounds each write instead of the whole response.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) extend() {
+	// An error means the connection does not support deadlines (a test
+	// recorder, say); the write then runs unbounded, as before.
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+}
+
+func (d *deadlineWriter) Write(b []byte) (int, error) {
+	d.extend()
+	return d.ResponseWriter.Write(b)
+}
+
+func (d *deadlineWriter) Flush() { _ = d.FlushError() }
+
+func (d *deadlineWriter) FlushError() error {
+	d.extend()
+	return d.rc.Flush()
+}
+
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }

@@ -17,6 +17,7 @@ import (
 	"github.com/grokproxy/grokproxy/internal/config"
 	"github.com/grokproxy/grokproxy/internal/observe"
 	"github.com/grokproxy/grokproxy/internal/ratelimit"
+	"github.com/grokproxy/grokproxy/internal/telemetry"
 )
 
 // Authenticator resolves API keys to principals.
@@ -33,19 +34,24 @@ type Health interface {
 
 // Deps are the parts the server routes requests to.
 type Deps struct {
-	Config   config.Config
-	Auth     Authenticator
-	Limits   ratelimit.Limiter
-	API      *openai.Handler
-	Admin    http.Handler // serves /admin/…; nil leaves admin routes out
-	Console  http.Handler // serves /console/…; nil leaves the console out
+	Config  config.Config
+	Auth    Authenticator
+	Limits  ratelimit.Limiter
+	API     *openai.Handler
+	Admin   http.Handler // serves /admin/…; nil leaves admin routes out
+	Console http.Handler // serves /console/…; nil leaves the console out
+	// Me serves /v1/me/…, a user's own data; nil leaves those routes out.
+	Me       *openai.Me
 	Registry *prometheus.Registry
 	Metrics  *observe.Metrics
 	// Components are checked by /health in this order.
 	Components []NamedHealth
-	// Ready reports whether /readyz should answer 200.
+	// Ready reports whether /readyz should answer 200, and why not.
 	Ready func(ctx context.Context) (bool, string)
-	Log   *slog.Logger
+	// Telemetry traces each request when tracing is on; nil traces
+	// nothing.
+	Telemetry *telemetry.Telemetry
+	Log       *slog.Logger
 }
 
 // NamedHealth is a component of /health.
@@ -83,10 +89,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 func (s *Server) chain(h http.Handler) http.Handler {
 	h = s.limitBody(h)
 	h = s.cors(h)
+	h = s.shedLoad(h)
 	h = cleanPath(h)
+	h = s.limitHeaders(h)
 	h = s.recoverPanics(h)
 	h = s.accessLog(h)
+	h = s.writeDeadline(h)
 	h = s.clientIP(h)
+	h = s.trace(h)
 	return requestID(h)
 }
 
@@ -106,6 +116,13 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /v1/chat/completions", v1(s.deps.API.ServeChat))
 	s.mux.Handle("GET /v1/models", v1(s.deps.API.ServeModels))
 	s.mux.Handle("GET /v1/models/{model...}", v1(s.deps.API.ServeModel))
+	s.mux.Handle("POST /v1/images/generations", v1(s.deps.API.ServeImages))
+	// The token in an image link is its own credential: no API key.
+	s.mux.Handle("GET /v1/images/files/{token}", s.allowIPs(s.cfg.IPAllowlist, s.deadline(s.handle(s.deps.API.ServeImageFile))))
+	if s.deps.Me != nil {
+		s.mux.Handle("GET /v1/me/export", v1(s.deps.Me.ServeExport))
+		s.mux.Handle("DELETE /v1/me/data", v1(s.deps.Me.ServeErase))
+	}
 
 	open := func(h http.HandlerFunc) http.Handler { return s.allowIPs(s.cfg.IPAllowlist, h) }
 	s.mux.Handle("GET /livez", open(s.livez))
@@ -204,17 +221,20 @@ func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// HTTPServer returns an *http.Server for s with the gateway's timeouts.
-// WriteTimeout stays 0 because streams may run for minutes; the request
-// deadline bounds them instead.
-func HTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+// HTTPServer returns an *http.Server for h with the gateway's timeouts and
+// header cap from cfg. WriteTimeout stays 0 because streams may run for
+// minutes; STREAM_WRITE_TIMEOUT bounds each write instead (see
+// writeDeadline) and REQUEST_TIMEOUT the whole request. The server's own
+// header cap is twice MAX_HEADER_BYTES, so that requests just over the
+// setting still get the 431 in OpenAI's format from limitHeaders.
+func HTTPServer(cfg config.Config, h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Addr:              addr,
+		Addr:              cfg.Addr(),
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    2 * cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/grokproxy/grokproxy/internal/auth"
 	"github.com/grokproxy/grokproxy/internal/catalog"
+	"github.com/grokproxy/grokproxy/internal/conversation"
 	"github.com/grokproxy/grokproxy/internal/observe"
 	"github.com/grokproxy/grokproxy/internal/pool"
 	"github.com/grokproxy/grokproxy/internal/store"
@@ -40,8 +41,16 @@ type Handler struct {
 	Audit       Recorder
 	Metrics     *observe.Metrics
 	Log         *slog.Logger
-	MaxAttempts int // upstream tries per request; 0 means 3
+	MaxAttempts int    // upstream tries per request; 0 means 3
+	Limits      Limits // message count and prompt size caps; zero fields take defaults
 	Now         func() time.Time
+
+	// Conversations continues Grok web conversations across turns; nil
+	// sends every request's whole history as a new conversation.
+	Conversations *conversation.Tracker
+	// ImageURLs signs the image links of /v1/images/generations; nil
+	// serves only response_format b64_json.
+	ImageURLs *ImageURLs
 }
 
 // chatCall is the state of one chat completion request.
@@ -54,6 +63,8 @@ type chatCall struct {
 	id       string // chatcmpl id shared by every chunk
 	created  int64
 	log      *slog.Logger
+	follow   *followUp // the stored conversation this request continues; nil when none
+	body     []byte    // the request body as received, for passthrough providers
 }
 
 // ServeChat handles POST /v1/chat/completions.
@@ -85,11 +96,11 @@ func (h *Handler) newRecord(r *http.Request, start time.Time) *store.Generation 
 }
 
 func (h *Handler) chat(w http.ResponseWriter, r *http.Request, call *chatCall) error {
-	if err := decodeJSON(r, &call.req); err != nil {
+	if err := call.decode(r); err != nil {
 		return err
 	}
 	call.rec.Model, call.rec.Stream = call.req.Model, call.req.Stream
-	if err := call.req.validate(); err != nil {
+	if err := call.req.validate(h.Limits); err != nil {
 		return err
 	}
 	model, err := h.resolveModel(r.Context(), call.req.Model)
@@ -98,7 +109,7 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, call *chatCall) e
 	}
 	call.model = model
 	call.log = call.log.With("model", model.ID)
-	if call.messages, err = call.req.upstreamMessages(); err != nil {
+	if call.messages, err = call.req.upstreamMessages(h.Limits); err != nil {
 		return err
 	}
 	call.rec.Prompt = promptText(call.messages)
@@ -106,6 +117,11 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, call *chatCall) e
 		return BadRequest("tools", "tools_unsupported",
 			"Model %q is served by Grok web sessions, which have no tool calling; tools need a model served by the xai provider.", model.ID)
 	}
+	if call.req.hasTools() {
+		// Only providers with native tool calling may serve the request.
+		call.model = model.WithProviders(store.ProviderXAI)
+	}
+	h.findConversation(r.Context(), call)
 	return h.attempt(w, r, call)
 }
 
@@ -158,7 +174,7 @@ func (h *Handler) attempt(w http.ResponseWriter, r *http.Request, call *chatCall
 	var tried []string
 	var lastErr error
 	for i := 0; i < maxAttempts; i++ {
-		lease, route, err := h.acquire(ctx, call.model, tried)
+		lease, route, err := h.acquire(ctx, call.model, tried, call.preferredSession())
 		if err != nil {
 			if lastErr == nil || i == 0 {
 				lastErr = err
@@ -168,7 +184,9 @@ func (h *Handler) attempt(w http.ResponseWriter, r *http.Request, call *chatCall
 		tried = append(tried, lease.SessionID)
 		up, err := h.open(ctx, call, lease, route)
 		if err == nil {
-			return h.respond(w, r, call, lease, up)
+			err = h.respond(w, r, call, lease, up)
+			h.saveConversation(ctx, call, lease, up)
+			return err
 		}
 		lastErr = err
 		if !upstream.OutcomeOf(err).Retryable() || ctx.Err() != nil {
@@ -182,13 +200,13 @@ func (h *Handler) attempt(w http.ResponseWriter, r *http.Request, call *chatCall
 
 // acquire leases a session from the first route of the model that has one,
 // in the model's order of preference.
-func (h *Handler) acquire(ctx context.Context, m catalog.Model, exclude []string) (*pool.Lease, catalog.Route, error) {
+func (h *Handler) acquire(ctx context.Context, m catalog.Model, exclude []string, prefer string) (*pool.Lease, catalog.Route, error) {
 	var firstErr error
 	for _, route := range m.Routes {
 		if h.Clients[route.Provider] == nil {
 			continue
 		}
-		lease, err := h.Pool.Acquire(ctx, pool.AcquireRequest{Provider: route.Provider, Model: route.Upstream, Exclude: exclude})
+		lease, err := h.Pool.Acquire(ctx, pool.AcquireRequest{Provider: route.Provider, Model: route.Upstream, Exclude: exclude, Prefer: prefer})
 		if err == nil {
 			return lease, route, nil
 		}
@@ -230,7 +248,8 @@ type upstreamCall struct {
 // that an early failure can still be retried elsewhere.
 func (h *Handler) open(ctx context.Context, call *chatCall, lease *pool.Lease, route catalog.Route) (*upstreamCall, error) {
 	began := h.Now()
-	ureq := upstream.ChatRequest{Model: route.Upstream, Messages: call.messages, Stream: call.req.Stream}
+	ureq := upstream.ChatRequest{Model: route.Upstream, Messages: call.messages, Stream: call.req.Stream, Body: call.body}
+	call.continueTurn(lease, &ureq)
 	stream, err := h.Clients[route.Provider].Chat(ctx, lease.Credential, ureq)
 	if err == nil {
 		up := &upstreamCall{stream: stream, route: route, start: began, provider: route.Provider}
@@ -299,7 +318,8 @@ func clientError(err error) error {
 	switch {
 	case errors.As(err, &ns) && ns.Resting:
 		return &Error{Status: http.StatusTooManyRequests, Type: TypeRateLimit, Code: "sessions_resting",
-			Message:    "Every upstream session is rate limited right now; retry after the time in Retry-After.",
+			Message: "Every upstream session that serves this model is resting, because upstream rate-limited it or it reached " +
+				"its own request rate (SESSION_RATE_LIMIT_PER_SECOND); retry after the time in Retry-After.",
 			RetryAfter: max(ns.RetryAfter, time.Second), Err: err}
 	case errors.As(err, &ns):
 		return &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: "no_session_available",

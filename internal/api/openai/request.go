@@ -14,7 +14,7 @@ import (
 	"github.com/grokproxy/grokproxy/internal/upstream"
 )
 
-// Limits on one chat request, beyond the body size cap.
+// Default limits on one chat request, beyond the body size cap.
 const (
 	MaxMessages     = 2048
 	MaxPromptBytes  = 4 << 20 // total text of all messages
@@ -22,6 +22,27 @@ const (
 	maxJSONDepth    = 64
 	maxImagesPerReq = 16
 )
+
+// Limits bounds one chat request. A zero field takes its default:
+// MaxMessages and MaxPromptBytes.
+type Limits struct {
+	MaxMessages    int // messages in one request
+	MaxPromptBytes int // text of all messages, in bytes
+}
+
+func (l Limits) messages() int {
+	if l.MaxMessages > 0 {
+		return l.MaxMessages
+	}
+	return MaxMessages
+}
+
+func (l Limits) promptBytes() int {
+	if l.MaxPromptBytes > 0 {
+		return l.MaxPromptBytes
+	}
+	return MaxPromptBytes
+}
 
 // ChatRequest is the part of an OpenAI chat completion request the gateway
 // reads. Fields it does not know are kept in the raw body for passthrough.
@@ -139,15 +160,15 @@ func sanitizeJSONError(err error) string {
 }
 
 // validate checks the request fields the gateway relies on.
-func (req *ChatRequest) validate() error {
+func (req *ChatRequest) validate(lim Limits) error {
 	if req.Model == "" {
 		return BadRequest("model", "missing_required_parameter", "You must provide a model parameter.")
 	}
 	if len(req.Messages) == 0 {
 		return BadRequest("messages", "missing_required_parameter", "You must provide at least one message.")
 	}
-	if len(req.Messages) > MaxMessages {
-		return BadRequest("messages", "too_many_messages", "Too many messages: %d is above the limit of %d.", len(req.Messages), MaxMessages)
+	if len(req.Messages) > lim.messages() {
+		return BadRequest("messages", "too_many_messages", "Too many messages: %d is above the limit of %d.", len(req.Messages), lim.messages())
 	}
 	if req.N != nil && *req.N != 1 {
 		if *req.N < 1 {
@@ -197,7 +218,7 @@ var validRoles = map[string]bool{"system": true, "developer": true, "user": true
 
 // upstreamMessages converts the OpenAI messages to upstream messages,
 // checking roles, content parts and sizes.
-func (req *ChatRequest) upstreamMessages() ([]upstream.Message, error) {
+func (req *ChatRequest) upstreamMessages(lim Limits) ([]upstream.Message, error) {
 	out := make([]upstream.Message, 0, len(req.Messages))
 	textBytes, imageBytes, images := 0, 0, 0
 	for i, m := range req.Messages {
@@ -219,8 +240,8 @@ func (req *ChatRequest) upstreamMessages() ([]upstream.Message, error) {
 		}
 		out = append(out, msg)
 	}
-	if textBytes > MaxPromptBytes {
-		return nil, BadRequest("messages", "context_length_exceeded", "The messages hold %d bytes of text, above the limit of %d.", textBytes, MaxPromptBytes)
+	if textBytes > lim.promptBytes() {
+		return nil, BadRequest("messages", "context_length_exceeded", "The messages hold %d bytes of text, above the limit of %d.", textBytes, lim.promptBytes())
 	}
 	if images > maxImagesPerReq || imageBytes > MaxImagesBytes {
 		return nil, BadRequest("messages", "too_many_images", "At most %d images and %d bytes of image data are allowed.", maxImagesPerReq, MaxImagesBytes)

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/grokproxy/grokproxy/internal/pool"
+	"github.com/grokproxy/grokproxy/internal/tokenizer"
 	"github.com/grokproxy/grokproxy/internal/upstream"
 )
 
@@ -22,6 +24,21 @@ type answer struct {
 	finish    string
 	usage     *upstream.Usage
 	firstAt   time.Time
+}
+
+// decode reads the request body into call.req and keeps the raw bytes,
+// which passthrough providers forward with only the model changed.
+func (call *chatCall) decode(r *http.Request) error {
+	var raw bytes.Buffer
+	r.Body = readCloser{Reader: io.TeeReader(r.Body, &raw), Closer: r.Body}
+	err := decodeJSON(r, &call.req)
+	call.body = raw.Bytes()
+	return err
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // respond sends the upstream answer to the client, as a stream or as one
@@ -199,6 +216,9 @@ func eventDelta(ev upstream.Event) (delta, bool) {
 		return delta{Content: &text}, true
 	case upstream.EventToolCall:
 		d := ev.ToolCall
+		if d == nil {
+			return delta{}, false
+		}
 		idx := d.Index
 		return delta{ToolCalls: []toolCall{{Index: &idx, ID: d.ID, Type: d.Type,
 			Function: toolFunction{Name: d.Name, Arguments: d.Arguments}}}}, true
@@ -225,7 +245,7 @@ func finishReason(ans *answer) string {
 
 func (h *Handler) completion(call *chatCall, ans *answer) *completion {
 	text := ans.text.String()
-	msg := responseMessage{Role: "assistant", Content: &text, ReasoningContent: ans.reasoning.String(), ToolCalls: ans.tools}
+	msg := responseMessage{Role: "assistant", Content: &text, ReasoningContent: ans.reasoning.String(), ToolCalls: wholeToolCalls(ans.tools)}
 	if len(ans.tools) > 0 && text == "" {
 		msg.Content = nil
 	}
@@ -234,6 +254,17 @@ func (h *Handler) completion(call *chatCall, ans *answer) *completion {
 		Choices: []completionChoice{{Index: 0, Message: msg, FinishReason: finishReason(ans)}},
 		Usage:   usageOf(call, ans),
 	}
+}
+
+// wholeToolCalls returns the accumulated tool calls as a message carries
+// them: without the index that only stream deltas have.
+func wholeToolCalls(calls []toolCall) []toolCall {
+	out := make([]toolCall, 0, len(calls))
+	for _, tc := range calls {
+		tc.Index = nil
+		out = append(out, tc)
+	}
+	return out
 }
 
 // usageOf returns upstream usage when reported, otherwise an estimate.
@@ -258,15 +289,9 @@ func (call *chatCall) tokenUsage(ans *answer) upstream.Usage {
 	return u
 }
 
-// estimateTokens approximates a token count for upstreams that report none.
-// TODO: count with the o200k_base encoding instead of this byte-length
-// estimate, which is off by up to a third for non-English text.
-func estimateTokens(s string) int {
-	if s == "" {
-		return 0
-	}
-	return (len(s) + 3) / 4
-}
+// estimateTokens counts tokens with the o200k_base encoding for upstreams
+// that report none; records built from it are marked TokensEstimated.
+func estimateTokens(s string) int { return tokenizer.Count(s) }
 
 func (h *Handler) fillRecord(call *chatCall, ans *answer, up *upstreamCall) {
 	rec := call.rec
