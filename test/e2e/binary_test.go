@@ -178,4 +178,3 @@ func TestCommands(t *testing.T) {
 		t.Errorf("the admin key was printed more than once")
 	}
 }
-

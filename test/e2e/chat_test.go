@@ -321,4 +321,3 @@ func tail(s []string) []string {
 	}
 	return s
 }
-

@@ -33,6 +33,7 @@ func TestErrorsAndRouting(t *testing.T) {
 		{name: "missing key", res: g.do(http.MethodGet, "/v1/models", "", nil), status: 401, typ: "authentication_error", code: "missing_api_key"},
 		{name: "invalid key", res: g.do(http.MethodGet, "/v1/models", "nope", nil), status: 401, typ: "authentication_error", code: "invalid_api_key"},
 		{name: "user key on admin", res: g.do(http.MethodGet, "/admin/sessions", userKey, nil), status: 403, typ: "permission_error"},
+		{name: "wrong admin method", res: g.admin(http.MethodPost, "/admin/sessions/ses_x/quarantine", nil), status: 405, typ: "invalid_request_error", code: "method_not_allowed", allowHeader: "PATCH"},
 		{name: "unknown admin route", res: g.admin(http.MethodGet, "/admin/nothing", nil), status: 404, typ: "invalid_request_error"},
 	}
 	for _, c := range cases {
