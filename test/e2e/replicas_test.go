@@ -133,14 +133,18 @@ func startReplicas(t *testing.T, n int, redisURL string, opts ...gatewayOption) 
 
 func TestReplicasShareLimits(t *testing.T) {
 	redisURL := sharedRedisURL(t)
-	gws := startReplicas(t, 3, redisURL, withEmulator(func(c *grokweb.Config) { c.TokenDelay = 25 * time.Millisecond }))
-	const limit = 20
-	_, key := gws[0].createUser(map[string]any{"rate_limit_per_minute": limit})
+	// The user has no limit of its own, so the default of 60 per minute
+	// applies, as on a fresh deployment.
+	const limit = 60
+	gws := startReplicas(t, 3, redisURL,
+		withEmulator(func(c *grokweb.Config) { c.TokenDelay = 25 * time.Millisecond }),
+		withConfig(func(c *config.Config) { c.UserRateLimitPerMinute = limit }))
+	_, key := gws[0].createUser(map[string]any{"name": "default-limit"})
 
 	t.Run("user limit holds over all replicas", func(t *testing.T) {
 		var admitted, refused atomic.Int64
 		var wg sync.WaitGroup
-		for i := range 2 * limit {
+		for i := range limit + limit/2 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -162,9 +166,9 @@ func TestReplicasShareLimits(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		if admitted.Load() != limit || refused.Load() != limit {
-			t.Errorf("admitted %d and refused %d over %d replicas; want %d each",
-				admitted.Load(), refused.Load(), len(gws), limit)
+		if admitted.Load() != limit || refused.Load() != limit/2 {
+			t.Errorf("admitted %d and refused %d over %d replicas; want %d and %d",
+				admitted.Load(), refused.Load(), len(gws), limit, limit/2)
 		}
 	})
 
