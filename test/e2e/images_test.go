@@ -255,3 +255,50 @@ func TestChatRefusesImageURLsOfPrivateHosts(t *testing.T) {
 		t.Errorf("uploads: %d; want 1", uploads)
 	}
 }
+
+// TestImagesFromXAI checks both response formats when only an xai session
+// can draw: links point at the gateway and return the upstream's bytes.
+func TestImagesFromXAI(t *testing.T) {
+	m := startMixedGateway(t, sqliteStore, false, xaiKeyA)
+	c := m.client(userKey)
+	res, err := c.Images.Generate(context.Background(), openai.ImageGenerateParams{
+		Prompt: "A ferry in fog", N: openai.Int(2),
+		ResponseFormat: openai.ImageGenerateParamsResponseFormatURL,
+	})
+	if err != nil {
+		t.Fatalf("generate urls: %v", err)
+	}
+	if len(res.Data) != 2 {
+		t.Fatalf("images: %d; want 2", len(res.Data))
+	}
+	for i, img := range res.Data {
+		if !strings.HasPrefix(img.URL, m.URL+"/v1/images/files/") {
+			t.Fatalf("image %d URL %q is not on the gateway", i, img.URL)
+		}
+		resp, err := http.Get(img.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body bytes.Buffer
+		body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "image/png" || !isImage(body.Bytes()) {
+			t.Errorf("GET image %d: %d %q, %d bytes; want a PNG", i, resp.StatusCode, resp.Header.Get("Content-Type"), body.Len())
+		}
+	}
+
+	b64, err := c.Images.Generate(context.Background(), openai.ImageGenerateParams{
+		Prompt: "A ferry at dawn", ResponseFormat: openai.ImageGenerateParamsResponseFormatB64JSON,
+	})
+	if err != nil {
+		t.Fatalf("generate b64: %v", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64.Data[0].B64JSON)
+	if err != nil || !isImage(raw) {
+		t.Errorf("b64_json does not decode to an image: %v", err)
+	}
+	if m.grokChats() != 0 {
+		t.Errorf("Grok web received %d chats; want 0 with no grok session", m.grokChats())
+	}
+	m.waitGenerations(2)
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grokproxy/grokproxy/internal/auth"
@@ -343,9 +345,13 @@ func (h *Handler) apiImages(ctx context.Context, call *chatCall, ic upstream.Ima
 		switch {
 		case len(ref.Data) > 0 && job.format == "b64_json":
 			out = append(out, imageData{B64JSON: base64.StdEncoding.EncodeToString(ref.Data)})
+		case len(ref.Data) > 0 && job.format == "url" && h.ImageURLs != nil:
+			// The bytes stay in this replica's memory until the link
+			// expires, so the link points at the gateway as for Grok web.
+			out = append(out, imageData{URL: job.base + "/v1/images/files/" + h.ImageURLs.sign(lease.SessionID, h.ImageURLs.keep(ref.Data))})
 		case ref.URL != "" && job.format == "url":
-			// TODO: the link points at the provider's public image host,
-			// not at the gateway.
+			// NOTE: an upstream that returns only a link keeps its own
+			// image host in the answer; the xAI client asks for bytes.
 			out = append(out, imageData{URL: ref.URL})
 		default:
 			return nil, &upstream.Error{Outcome: upstream.OutcomeUnavailable,
@@ -427,6 +433,13 @@ func (h *Handler) ServeImageFile(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusForbidden, Type: TypePermission, Code: "invalid_image_link",
 			Message: "This image link is not valid."}
 	}
+	if data, ok := h.ImageURLs.kept(t.Path); ok {
+		writeImage(w, data, imageType(data), time.Unix(t.Expires, 0).Sub(h.Now()))
+		return nil
+	} else if isKeptPath(t.Path) {
+		// The bytes were kept by another replica, or dropped to make room.
+		return imageLinkNotFound()
+	}
 	fetcher, ok := h.Clients[store.ProviderGrok].(AssetFetcher)
 	if !ok {
 		return imageLinkNotFound()
@@ -449,14 +462,20 @@ func (h *Handler) ServeImageFile(w http.ResponseWriter, r *http.Request) error {
 		return clientError(err)
 	}
 
+	writeImage(w, data, mediaType, time.Unix(t.Expires, 0).Sub(h.Now()))
+	return nil
+}
+
+// writeImage sends image bytes that clients may cache until the link
+// expires.
+func writeImage(w http.ResponseWriter, data []byte, mediaType string, left time.Duration) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", mediaType)
 	hdr.Set("Content-Length", strconv.Itoa(len(data)))
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Cache-Control", fmt.Sprintf("private, max-age=%d", max(0, int(time.Unix(t.Expires, 0).Sub(h.Now()).Seconds()))))
+	hdr.Set("Cache-Control", fmt.Sprintf("private, max-age=%d", max(0, int(left.Seconds()))))
 	w.WriteHeader(http.StatusOK)
 	w.Write(data)
-	return nil
 }
 
 func imageLinkNotFound() *Error {
@@ -472,6 +491,65 @@ type ImageURLs struct {
 	aead cipher.AEAD
 	ttl  time.Duration
 	now  func() time.Time
+
+	mu        sync.Mutex
+	keptByID  map[string]keptImage // images whose upstream returned bytes
+	keptOrder []string             // ids, oldest first
+	keptBytes int
+}
+
+// keptImage is image bytes held for a link until it expires.
+type keptImage struct {
+	data    []byte
+	expires time.Time
+}
+
+// MaxKeptImageBytes bounds the image bytes held in memory for links to
+// images that an upstream returned as bytes. The oldest go first.
+const MaxKeptImageBytes = 256 << 20
+
+const keptPrefix = "kept:"
+
+func isKeptPath(path string) bool { return strings.HasPrefix(path, keptPrefix) }
+
+// keep holds data until its link expires and returns the path to sign.
+func (u *ImageURLs) keep(data []byte) string {
+	id := make([]byte, 16)
+	rand.Read(id)
+	key := keptPrefix + hex.EncodeToString(id)
+	now := u.now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.keptByID == nil {
+		u.keptByID = map[string]keptImage{}
+	}
+	u.keptByID[key] = keptImage{data: data, expires: now.Add(u.ttl)}
+	u.keptOrder = append(u.keptOrder, key)
+	u.keptBytes += len(data)
+	for len(u.keptOrder) > 0 {
+		oldest := u.keptByID[u.keptOrder[0]]
+		if u.keptBytes <= MaxKeptImageBytes && now.Before(oldest.expires) {
+			break
+		}
+		u.keptBytes -= len(oldest.data)
+		delete(u.keptByID, u.keptOrder[0])
+		u.keptOrder = u.keptOrder[1:]
+	}
+	return key
+}
+
+// kept returns the bytes held under path, if any.
+func (u *ImageURLs) kept(path string) ([]byte, bool) {
+	if !isKeptPath(path) {
+		return nil, false
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	img, ok := u.keptByID[path]
+	if !ok || !u.now().Before(img.expires) {
+		return nil, false
+	}
+	return img.data, true
 }
 
 // NewImageURLs returns a token sealer with a 32-byte key and the link
