@@ -150,3 +150,17 @@ func ClientIP(ctx context.Context) string {
 	ip, _ := ctx.Value(clientIPKey{}).(string)
 	return ip
 }
+
+type schemeKey struct{}
+
+// WithScheme returns a context that carries the URL scheme the client
+// used, as reported by a trusted proxy in X-Forwarded-Proto.
+func WithScheme(ctx context.Context, scheme string) context.Context {
+	return context.WithValue(ctx, schemeKey{}, scheme)
+}
+
+// Scheme returns the scheme set by WithScheme, or "" when none was.
+func Scheme(ctx context.Context) string {
+	s, _ := ctx.Value(schemeKey{}).(string)
+	return s
+}

@@ -207,10 +207,16 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 func (s *Server) clientIP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := peerAddr(r.RemoteAddr)
+		ctx := r.Context()
 		if contains(s.cfg.TrustedProxies, ip) {
 			ip = forwardedFor(r.Header.Values("X-Forwarded-For"), ip, s.cfg.TrustedProxies)
+			// A TLS-terminating proxy reports the client's scheme, which
+			// links the gateway hands out must keep.
+			if proto := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto"))); proto == "https" || proto == "http" {
+				ctx = observe.WithScheme(ctx, proto)
+			}
 		}
-		next.ServeHTTP(w, r.WithContext(observe.WithClientIP(r.Context(), ip.String())))
+		next.ServeHTTP(w, r.WithContext(observe.WithClientIP(ctx, ip.String())))
 	})
 }
 

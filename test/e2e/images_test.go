@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -301,4 +302,27 @@ func TestImagesFromXAI(t *testing.T) {
 		t.Errorf("Grok web received %d chats; want 0 with no grok session", m.grokChats())
 	}
 	m.waitGenerations(2)
+}
+
+// TestImageLinksKeepForwardedScheme checks that links keep the https
+// scheme a trusted TLS-terminating proxy reports, and only from it.
+func TestImageLinksKeepForwardedScheme(t *testing.T) {
+	g := startGateway(t, sqliteStore, withConfig(func(c *config.Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	}))
+	body := map[string]any{"prompt": "A harbour crane", "response_format": "url"}
+	res := g.do(http.MethodPost, "/v1/images/generations", userKey, body, "X-Forwarded-Proto", "https")
+	if res.Status != http.StatusOK {
+		t.Fatalf("generate: %d %s", res.Status, res.Body)
+	}
+	host := strings.TrimPrefix(g.URL, "http://")
+	if !strings.Contains(string(res.Body), `"url":"https://`+host+`/v1/images/files/`) {
+		t.Errorf("link does not use the forwarded scheme: %s", res.Body)
+	}
+
+	plain := startGateway(t, sqliteStore)
+	res = plain.do(http.MethodPost, "/v1/images/generations", userKey, body, "X-Forwarded-Proto", "https")
+	if res.Status != http.StatusOK || !strings.Contains(string(res.Body), `"url":"http://`) {
+		t.Errorf("an untrusted peer changed the link scheme: %d %s", res.Status, res.Body)
+	}
 }

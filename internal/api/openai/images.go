@@ -20,6 +20,7 @@ import (
 
 	"github.com/grokproxy/grokproxy/internal/auth"
 	"github.com/grokproxy/grokproxy/internal/catalog"
+	"github.com/grokproxy/grokproxy/internal/observe"
 	"github.com/grokproxy/grokproxy/internal/pool"
 	"github.com/grokproxy/grokproxy/internal/store"
 	"github.com/grokproxy/grokproxy/internal/upstream"
@@ -165,10 +166,13 @@ func (h *Handler) imageJob(r *http.Request, req ImagesRequest) (imageJob, error)
 	return job, nil
 }
 
-// gatewayOrigin is the scheme and host the client used to reach us.
-// TODO: links use http unless the connection itself is TLS. Behind a TLS
-// terminating proxy they start with http:// where the client used https://.
+// gatewayOrigin is the scheme and host the client used to reach us: the
+// scheme a trusted proxy reported in X-Forwarded-Proto, else that of the
+// connection.
 func gatewayOrigin(r *http.Request) string {
+	if scheme := observe.Scheme(r.Context()); scheme != "" {
+		return scheme + "://" + r.Host
+	}
 	if r.TLS != nil {
 		return "https://" + r.Host
 	}
