@@ -3,6 +3,9 @@
 // process. Faults are scripted over POST /_emulator/faults.
 //
 //	grokweb-emulator -accounts cookie-a,cookie-b -tier super -token-delay 20ms
+//
+// With -token-delay 0 and -first-byte-delay 0 (the defaults) it responds
+// without any pause. Benchmarks add -quiet to drop the per-request log.
 package main
 
 import (
@@ -50,6 +53,9 @@ func run(args []string) error {
 	firstByteDelay := fs.Duration("first-byte-delay", 0, "pause before the first byte of every chat answer")
 	chunks := fs.Int("chunks", 20, "answer token frames per chat")
 	requireSSORW := fs.Bool("require-sso-rw", false, "reject requests whose sso-rw cookie is missing or differs from sso")
+	refuseUpgrade := fs.Bool("refuse-upgrade", false, "answer WebSocket upgrades on /ws/mgw/ with 404 (the protocol before 2026-08)")
+	refuseRESTChat := fs.Bool("refuse-rest-chat", false, "answer the REST chat routes with 404 (chat on the WebSocket gateway only)")
+	quiet := fs.Bool("quiet", false, "log only start and stop, not one line per request (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -73,14 +79,24 @@ func run(args []string) error {
 		return errors.New("no accounts: set -accounts to one or more sso cookie values")
 	}
 
+	if *tokenDelay < 0 || *firstByteDelay < 0 {
+		return errors.New("invalid -token-delay or -first-byte-delay: must not be negative")
+	}
+
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	reqLog := log
+	if *quiet {
+		reqLog = slog.New(slog.DiscardHandler)
+	}
 	emu := grokweb.New(grokweb.Config{
 		Accounts:       accts,
 		TokenDelay:     *tokenDelay,
 		FirstByteDelay: *firstByteDelay,
 		Chunks:         *chunks,
-		Log:            log,
+		Log:            reqLog,
 		RequireSSORW:   *requireSSORW,
+		RefuseUpgrade:  *refuseUpgrade,
+		RefuseRESTChat: *refuseRESTChat,
 	})
 
 	ln, err := net.Listen("tcp", *listen)

@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keys := fs.String("keys", "", "comma-separated API keys to accept")
 	tokenDelay := fs.Duration("token-delay", 0, "pause before each streamed chunk after the first, e.g. 20ms")
 	chunks := fs.Int("chunks", 10, "answer text chunks per chat")
+	quiet := fs.Bool("quiet", false, "log only start and stop, not one line per request (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -75,7 +76,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	emu := xai.New(xai.Config{Keys: list, TokenDelay: *tokenDelay, Chunks: *chunks, Log: log})
+	reqLog := log
+	if *quiet {
+		reqLog = slog.New(slog.DiscardHandler)
+	}
+	emu := xai.New(xai.Config{Keys: list, TokenDelay: *tokenDelay, Chunks: *chunks, Log: reqLog})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen on %q: %w", *listen, err)

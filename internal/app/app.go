@@ -184,8 +184,25 @@ func (a *App) build(ctx context.Context) error {
 	if err := xaiConfig.Validate(); err != nil {
 		return fmt.Errorf("XAI_BASE_URL: %w", err)
 	}
+	grokConfig := grokweb.Config{
+		BaseURL:          cfg.GrokBaseURL,
+		AssetsURL:        cfg.GrokAssetsURL,
+		Transport:        cfg.GrokChatTransport,
+		FallbackTTL:      cfg.GrokWSFallbackTTL,
+		Selector:         cfg.GrokModelSelector,
+		StatsigMode:      cfg.GrokStatsigMode,
+		StatsigValue:     cfg.GrokStatsigValue.Reveal(),
+		StatsigSignerURL: cfg.GrokStatsigSignerURL,
+		UserAgent:        cfg.GrokUserAgent,
+		ClientHints:      cfg.GrokClientHints,
+		TLSProfile:       cfg.GrokTLSProfile,
+		ProxyURL:         cfg.GrokProxyURL.Reveal(),
+	}
+	if err := grokConfig.Validate(); err != nil {
+		return fmt.Errorf("grok settings: %w", err)
+	}
 	clients := map[string]upstream.Client{
-		store.ProviderGrok: grokweb.New(grokweb.Config{BaseURL: cfg.GrokBaseURL}),
+		store.ProviderGrok: grokweb.New(grokConfig),
 		store.ProviderXAI:  xai.New(xaiConfig),
 	}
 	providers := []string{store.ProviderGrok, store.ProviderXAI}

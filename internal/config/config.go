@@ -39,6 +39,20 @@ type Config struct {
 	GrokBaseURL string // GROK_BASE_URL: origin of the Grok web app, default https://grok.com
 	XAIBaseURL  string // XAI_BASE_URL: official xAI API base, default https://api.x.ai/v1
 
+	// The Grok web settings below follow a protocol that drifts; each one
+	// names the period its default matches in docs/grok-web-settings.md.
+	GrokAssetsURL        string        // GROK_ASSETS_URL: origin of generated media; empty derives it from GROK_BASE_URL
+	GrokChatTransport    string        // GROK_CHAT_TRANSPORT: rest, ws or auto; default auto
+	GrokWSFallbackTTL    time.Duration // GROK_WS_FALLBACK_TTL: how long auto keeps a session on REST after a refused upgrade, default 30m
+	GrokModelSelector    string        // GROK_MODEL_SELECTOR: modeId, modelName+modelMode or modelName; default modeId
+	GrokStatsigMode      string        // GROK_STATSIG_MODE: computed, fixed, signer, fallback or none; default computed
+	GrokStatsigValue     secret.Value  // GROK_STATSIG_VALUE: fixed header value, or the page's verification key
+	GrokStatsigSignerURL string        // GROK_STATSIG_SIGNER_URL: signer service for GROK_STATSIG_MODE=signer
+	GrokUserAgent        string        // GROK_USER_AGENT: empty means the Chrome version of GROK_TLS_PROFILE
+	GrokClientHints      string        // GROK_CLIENT_HINTS: Sec-Ch-Ua value; empty derives it from the user agent
+	GrokTLSProfile       string        // GROK_TLS_PROFILE: go, chrome or chrome_<major>; default chrome
+	GrokProxyURL         secret.Value  // GROK_PROXY_URL: outbound proxy of sessions without their own; empty means direct
+
 	LogLevel          string       // LOG_LEVEL: debug, info, warn or error; default info
 	LogFormat         string       // LOG_FORMAT: json or text; default json
 	MetricsEnabled    bool         // METRICS_ENABLED: serve /metrics, default true

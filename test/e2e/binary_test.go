@@ -111,7 +111,7 @@ func TestCommands(t *testing.T) {
 	emuURL := fmt.Sprintf("http://127.0.0.1:%d", emuPort)
 
 	port := freePort(t)
-	env := []string{fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1", "GROK_BASE_URL=" + emuURL,
+	env := []string{fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1", "GROK_BASE_URL=" + emuURL, "GROK_CHAT_TRANSPORT=rest",
 		"API_PASSWORD=" + userKey}
 	gp := startProcess(t, work, env, gw, "serve")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)

@@ -87,6 +87,9 @@ func startGateway(t *testing.T, kind storeKind, opts ...gatewayOption) *gateway 
 	cfg.SessionHealthCheckInterval = time.Hour
 	cfg.UserRateLimitPerMinute = 10_000
 	cfg.ShutdownTimeout = 5 * time.Second
+	// Most tests read the REST chat requests that the emulator records;
+	// those over the WebSocket gateway set the transport with an option.
+	cfg.GrokChatTransport = "rest"
 	switch kind {
 	case sqliteStore:
 		cfg.DatabaseURL = filepath.Join(dir, "grokproxy.db")

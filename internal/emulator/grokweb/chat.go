@@ -72,6 +72,10 @@ func (s *Server) handleFollowUp(w http.ResponseWriter, r *http.Request) {
 // The checks run in the order a test can rely on: login, injected fault,
 // body, mode and tier, conversation, attachments, quota.
 func (s *Server) serveChat(w http.ResponseWriter, r *http.Request, conversationID string) {
+	if s.option(func(c Config) bool { return c.RefuseRESTChat }) {
+		writeError(w, http.StatusNotFound, codeNotFound, "Not found")
+		return
+	}
 	acct, ok := s.authenticate(w, r)
 	if !ok {
 		return

@@ -1,6 +1,7 @@
 // Package grokweb is a loopback test double of the Grok web app's REST API
-// (grok.com). It streams the NDJSON chat frames that public clients of that
-// API parse, and it keeps per-account quota windows and conversations. It
+// and chat gateway (grok.com). It streams the NDJSON chat frames and the
+// WebSocket gateway events that public clients of that API parse, and it
+// keeps per-account quota windows and conversations shared by both. It
 // serves generated images and uploaded files under an assets path. Tests
 // inject the documented failures per account, in process or over HTTP.
 //
@@ -8,6 +9,7 @@
 //
 //	POST   /rest/app-chat/conversations/new               new conversation, NDJSON stream
 //	POST   /rest/app-chat/conversations/{id}/responses    follow-up, NDJSON stream
+//	GET    /ws/mgw/?uid=<user id>                         chat over the WebSocket gateway
 //	POST   /rest/rate-limits                              quota of one mode
 //	POST   /rest/media/imagine/quota_info                 media quota
 //	POST   /rest/models                                   model catalog
@@ -74,6 +76,12 @@ type Config struct {
 	// FlatFollowUps streams follow-up frames as {"result":{...}} instead of
 	// {"result":{"response":{...}}}. Older clients saw both shapes.
 	FlatFollowUps bool
+	// RefuseUpgrade answers WebSocket upgrades on /ws/mgw/ with 404, as
+	// grok.com did before August 2026.
+	RefuseUpgrade bool
+	// RefuseRESTChat answers the REST chat routes with 404, as grok.com
+	// may once chat lives only on the WebSocket gateway.
+	RefuseRESTChat bool
 }
 
 // RequestInfo is one request the server received, for test assertions.
@@ -106,6 +114,7 @@ type Server struct {
 	requests      []RequestInfo
 	conversations map[string]*conversation // by conversation id
 	assets        map[string]asset         // by path "users/<uid>/..."
+	gateway       []*GatewaySession        // WebSocket connections, oldest first
 }
 
 // account is an Account with its counters.
@@ -156,6 +165,7 @@ func (s *Server) routes() {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /rest/app-chat/conversations/new", s.handleNewConversation)
 	s.mux.HandleFunc("POST /rest/app-chat/conversations/{id}/responses", s.handleFollowUp)
+	s.mux.HandleFunc("GET /ws/mgw/", s.handleGateway)
 	s.mux.HandleFunc("POST /rest/rate-limits", s.handleRateLimits)
 	s.mux.HandleFunc("POST /rest/media/imagine/quota_info", s.handleMediaQuota)
 	s.mux.HandleFunc("POST /rest/models", s.handleModels)
@@ -278,7 +288,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Account, 
 		writeInvalidLogin(w)
 		return Account{}, false
 	}
-	if s.cfg.RequireSSORW {
+	if s.option(func(c Config) bool { return c.RequireSSORW }) {
 		rw, err := r.Cookie("sso-rw")
 		if err != nil || rw.Value != a.SSO {
 			writeAntiBot(w)

@@ -1,13 +1,19 @@
 package grokweb
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -23,7 +29,15 @@ const (
 	StatsigFallback = "fallback"
 	// StatsigNone sends no x-statsig-id header.
 	StatsigNone = "none"
+	// StatsigSigner requests each value from an external signer service for each value
+	// (Config.StatsigSignerURL) and caches it for an hour per method and
+	// path.
+	StatsigSigner = "signer"
 )
+
+// signerTTL is how long a value from the external signer is reused for
+// the same method and path.
+const signerTTL = time.Hour
 
 // statsigEpoch is the zero of the signature's timestamp (2023-05-01
 // 07:00 UTC, 1682924400 in Unix seconds).
@@ -37,7 +51,8 @@ const statsigKeyBytes = 48
 type signer struct {
 	mode  string
 	fixed string
-	key   []byte // verification key for StatsigComputed
+	key   []byte        // verification key for StatsigComputed
+	ext   *remoteSigner // for StatsigSigner
 }
 
 func newSigner(mode, value string) signer {
@@ -75,6 +90,8 @@ func (s signer) sign(method, path string, now time.Time) string {
 		return s.fixed
 	case StatsigFallback:
 		return fallbackStatsig()
+	case StatsigSigner:
+		return s.ext.sign(method, path, now)
 	}
 	return computeStatsig(s.key, method, path, now)
 }
@@ -115,4 +132,90 @@ func fallbackStatsig() string {
 	}
 	text := "x1:TypeError: Cannot read properties of undefined (reading '" + string(b) + "')"
 	return base64.StdEncoding.EncodeToString([]byte(text))
+}
+
+// remoteSigner requests x-statsig-id values from an external service. It posts
+// {"method","path","environment":{"metaContent"}} and reads
+// {"x-statsig-id": …}. Only values that decode to the 70-byte format are
+// used. It is safe for concurrent use.
+type remoteSigner struct {
+	url         string
+	metaContent string
+	http        *http.Client
+
+	mu    sync.Mutex // guards cache
+	cache map[string]signed
+}
+
+type signed struct {
+	value   string
+	expires time.Time
+}
+
+// signTimeout bounds one call to the signer.
+const signTimeout = 10 * time.Second
+
+// sign returns a cached or fresh value, or "" when the signer fails. The
+// request then goes without the header and upstream decides.
+func (r *remoteSigner) sign(method, path string, now time.Time) string {
+	if r == nil {
+		return ""
+	}
+	key := method + " " + path
+	r.mu.Lock()
+	if v, ok := r.cache[key]; ok && now.Before(v.expires) {
+		r.mu.Unlock()
+		return v.value
+	}
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), signTimeout)
+	defer cancel()
+	v, err := r.fetch(ctx, method, path)
+	if err != nil {
+		return ""
+	}
+	r.mu.Lock()
+	r.cache[key] = signed{value: v, expires: now.Add(signerTTL)}
+	r.mu.Unlock()
+	return v
+}
+
+func (r *remoteSigner) fetch(ctx context.Context, method, path string) (string, error) {
+	body, _ := json.Marshal(map[string]any{
+		"method": method, "path": path,
+		"environment": map[string]string{"metaContent": r.metaContent},
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("statsig signer responded with status %d", resp.StatusCode)
+	}
+	var out map[string]string
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
+		return "", fmt.Errorf("decode statsig signer response: %w", err)
+	}
+	v := out["x-statsig-id"]
+	if !validStatsig(v) {
+		return "", fmt.Errorf("statsig signer value is not 70 bytes of base64")
+	}
+	return v, nil
+}
+
+// validStatsig reports whether v is base64 (padded or not) of 70 bytes.
+func validStatsig(v string) bool {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding} {
+		if b, err := enc.DecodeString(v); err == nil && len(b) == 70 {
+			return true
+		}
+	}
+	return false
 }

@@ -30,18 +30,19 @@ func (c *Client) Chat(ctx context.Context, cred upstream.Credential, req upstrea
 	if len(req.Messages) == 0 {
 		return nil, &upstream.Error{Outcome: upstream.OutcomeRejectedRequest, Message: "chat has no messages"}
 	}
-	hc, err := c.httpClient(cred)
+	eg, err := c.route(cred)
 	if err != nil {
 		return nil, &upstream.Error{Outcome: upstream.OutcomeUnavailable, Message: sc.scrub(err.Error())}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
-	fileIDs, err := c.uploadImages(ctx, hc, ck, cred, sc, req.Messages)
+	fileIDs, err := c.uploadImages(ctx, eg.rest, ck, cred, sc, req.Messages)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	src, err := c.transport.open(ctx, chatCall{http: hc, cookie: ck, cred: cred, req: req, fileIDs: fileIDs, sc: sc})
+	call := chatCall{http: eg.rest, ws: eg.ws, cookie: ck, cred: cred, req: req, fileIDs: fileIDs, sc: sc}
+	src, err := c.openChat(ctx, call)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -12,20 +12,77 @@ import (
 	"github.com/grokproxy/grokproxy/internal/upstream"
 )
 
-// chatTransport sends a chat and returns its answer as frames. REST is the
-// only transport today. The web app has also moved chat to a WebSocket
-// gateway. A transport for it would send the gateway's events and turn its
-// response chunks into the same frames, and the stream above it would not
-// change.
+// chatTransport sends a chat and returns its answer as frames. REST posts
+// the chat and reads NDJSON. The WebSocket gateway turns its response
+// chunks into the same frames, so the stream above does not depend on the
+// transport.
 type chatTransport interface {
 	// open starts the chat. An error is an *upstream.Error and means no
 	// frame was read.
 	open(ctx context.Context, call chatCall) (frameSource, error)
 }
 
+// openChat starts a chat on the configured transport. With TransportAuto
+// it tries the WebSocket gateway, and when the upgrade is refused it
+// sends this chat over REST and keeps the session on REST for the
+// fallback period.
+func (c *Client) openChat(ctx context.Context, call chatCall) (frameSource, error) {
+	switch c.mode {
+	case TransportREST:
+		return restTransport{c: c}.open(ctx, call)
+	case TransportWS:
+		return wsTransport{c: c}.open(ctx, call)
+	}
+	key := call.cred.SessionID
+	if c.onREST(key) {
+		return restTransport{c: c}.open(ctx, call)
+	}
+	src, err := wsTransport{c: c}.open(ctx, call)
+	if errors.Is(err, errUpgradeRefused) {
+		c.keepOnREST(key)
+		return restTransport{c: c}.open(ctx, call)
+	}
+	return src, err
+}
+
+// onREST reports whether the session's WebSocket upgrade was refused
+// within the fallback period.
+func (c *Client) onREST(sessionID string) bool {
+	if sessionID == "" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.restOnly[sessionID]
+	if ok && !c.now().Before(until) {
+		delete(c.restOnly, sessionID)
+		return false
+	}
+	return ok
+}
+
+func (c *Client) keepOnREST(sessionID string) {
+	if sessionID == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.restOnly[sessionID] = c.now().Add(c.fallback)
+}
+
+// ChatTransport reports the transport that the next chat of a session
+// would try first: TransportREST or TransportWS.
+func (c *Client) ChatTransport(sessionID string) string {
+	if c.mode == TransportREST || c.mode == TransportAuto && c.onREST(sessionID) {
+		return TransportREST
+	}
+	return TransportWS
+}
+
 // chatCall is everything a transport needs for one chat.
 type chatCall struct {
-	http    *http.Client
+	http    *http.Client // REST calls
+	ws      *http.Client // the WebSocket upgrade
 	cookie  Cookie
 	cred    upstream.Credential
 	req     upstream.ChatRequest
