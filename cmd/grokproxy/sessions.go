@@ -29,7 +29,7 @@ import (
 )
 
 func init() {
-	commands["sessions"] = command{summary: "list, import, export and re-encrypt upstream sessions", run: sessionsCmd}
+	commands["sessions"] = command{summary: "list, import, export, re-encrypt and check upstream sessions", run: sessionsCmd}
 }
 
 const sessionsUsage = `Usage:
@@ -37,6 +37,7 @@ const sessionsUsage = `Usage:
   grokproxy sessions import    [-config FILE] [-format F] [-label L] FILE
   grokproxy sessions export    [-config FILE] [-format F] [-o FILE] [-include-cookies]
   grokproxy sessions reencrypt [-config FILE]
+  grokproxy sessions check     [-config FILE] [-json] [-timeout D] ID
 
 The commands work on the store named by DATABASE_URL, also beside a running
 serve: it picks up imported sessions on its next health check
@@ -61,6 +62,8 @@ func sessionsCmd(args []string, stdout, stderr io.Writer) error {
 		return sessionsExport(args[1:], stdout, stderr)
 	case "reencrypt":
 		return sessionsReencrypt(args[1:], stdout, stderr)
+	case "check":
+		return sessionsCheck(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, sessionsUsage)
 		return nil

@@ -88,6 +88,8 @@ type Handler struct {
 	// Summary serves GET /admin/metrics/summary. When nil, the route
 	// returns 501.
 	Summary *Summary
+	// Checker serves POST /admin/sessions/{id}/check; nil answers 501.
+	Checker SessionChecker
 
 	mux *http.ServeMux
 }
@@ -116,6 +118,7 @@ func (h *Handler) routes() *http.ServeMux {
 	handle("PATCH /admin/sessions/{id}/quarantine", h.quarantineSession)
 	handle("PATCH /admin/sessions/{id}/activate", h.activateSession)
 	handle("POST /admin/sessions/{id}/probe", h.probeSession)
+	handle("POST /admin/sessions/{id}/check", h.checkSession)
 	handle("GET /admin/stats", h.stats)
 	handle("POST /admin/circuit/reset", h.resetCircuit)
 

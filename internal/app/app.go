@@ -184,26 +184,14 @@ func (a *App) build(ctx context.Context) error {
 	if err := xaiConfig.Validate(); err != nil {
 		return fmt.Errorf("XAI_BASE_URL: %w", err)
 	}
-	grokConfig := grokweb.Config{
-		BaseURL:          cfg.GrokBaseURL,
-		AssetsURL:        cfg.GrokAssetsURL,
-		Transport:        cfg.GrokChatTransport,
-		FallbackTTL:      cfg.GrokWSFallbackTTL,
-		Selector:         cfg.GrokModelSelector,
-		StatsigMode:      cfg.GrokStatsigMode,
-		StatsigValue:     cfg.GrokStatsigValue.Reveal(),
-		StatsigSignerURL: cfg.GrokStatsigSignerURL,
-		UserAgent:        cfg.GrokUserAgent,
-		ClientHints:      cfg.GrokClientHints,
-		TLSProfile:       cfg.GrokTLSProfile,
-		ProxyURL:         cfg.GrokProxyURL.Reveal(),
-	}
+	grokConfig := GrokConfig(cfg)
 	if err := grokConfig.Validate(); err != nil {
 		return fmt.Errorf("grok settings: %w", err)
 	}
+	grokClient, xaiClient := grokweb.New(grokConfig), xai.New(xaiConfig)
 	clients := map[string]upstream.Client{
-		store.ProviderGrok: grokweb.New(grokConfig),
-		store.ProviderXAI:  xai.New(xaiConfig),
+		store.ProviderGrok: grokClient,
+		store.ProviderXAI:  xaiClient,
 	}
 	providers := []string{store.ProviderGrok, store.ProviderXAI}
 
@@ -303,6 +291,7 @@ func (a *App) build(ctx context.Context) error {
 		Content: admin.ContentAccess{Show: cfg.StoreContent == "full",
 			Open: func(g store.Generation) (store.Generation, error) { return openGeneration(a.Keyring, g) }},
 		Summary: summary,
+		Checker: &SessionChecker{Store: a.Store, Keyring: a.Keyring, Grok: grokClient, XAI: xaiClient},
 	}
 	components := []server.NamedHealth{
 		{Name: "store", Required: true, Health: storeHealth{a.Store}},

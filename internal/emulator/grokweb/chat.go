@@ -1,7 +1,10 @@
 package grokweb
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -80,6 +83,13 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request, conversationI
 	if !ok {
 		return
 	}
+	// A body with neither message nor attachments is refused before it
+	// counts as a chat or takes a fault: it starts no answer, and clients
+	// send one to learn whether the route is there.
+	if emptyChat(r) {
+		writeError(w, http.StatusBadRequest, codeInvalidArgument, "message must not be empty")
+		return
+	}
 	s.countChat(acct.SSO)
 
 	fault, faulted := s.takeFault(acct.SSO)
@@ -126,6 +136,19 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request, conversationI
 
 	ex := s.startExchange(acct, req, mode, conversationID)
 	s.stream(w, r, ex, fault)
+}
+
+// emptyChat reports whether r's body is a chat body with neither message
+// nor attachments. It puts the body back for the handler.
+func emptyChat(r *http.Request) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var req chatRequest
+	if err != nil || json.Unmarshal(body, &req) != nil {
+		return false
+	}
+	return req.Message == "" && len(req.FileAttachments) == 0
 }
 
 func (s *Server) countChat(sso string) {

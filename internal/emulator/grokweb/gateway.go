@@ -97,9 +97,12 @@ func (s *Server) handleGateway(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.countChat(acct.SSO)
+	// The connection counts as a chat once it sends an item, or here when
+	// a fault refuses it, so a session created and closed without a
+	// prompt is no chat.
 	fault, faulted := s.takeFault(acct.SSO)
 	if faulted && writeFault(w, fault) {
+		s.countChat(acct.SSO)
 		return
 	}
 
@@ -194,6 +197,7 @@ func (gc *gatewayConn) serve(ctx context.Context) {
 	if !ok {
 		return
 	}
+	gc.s.countChat(gc.acct.SSO)
 	if _, ok := next("response.create"); !ok {
 		return
 	}

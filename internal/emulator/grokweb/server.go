@@ -259,7 +259,9 @@ func (s *Server) Requests() []RequestInfo {
 
 // ChatCount returns how many chat requests (new conversations and
 // follow-ups) logged in as the account with this SSO, whatever their
-// outcome, faults and quota rejections included.
+// outcome, faults and quota rejections included. A REST body with an
+// empty message, and a gateway connection closed before it sent an item,
+// are not chats.
 func (s *Server) ChatCount(sso string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
