@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/grokproxy/grokproxy/internal/store"
@@ -39,10 +40,12 @@ type Lease struct {
 	Credential upstream.Credential
 
 	model       string
-	egress      string // name of the outbound route
-	trial       bool   // the half-open provider circuit's trial call
-	egressTrial bool   // the half-open route circuit's trial call
-	released    bool   // guarded by Pool.mu
+	entry       *entry
+	circuit     *circuit // the provider's circuit
+	route       *circuit // the circuit of the outbound route
+	trial       bool     // the half-open provider circuit's trial call
+	egressTrial bool     // the half-open route circuit's trial call
+	released    atomic.Bool
 }
 
 // NoSessionError is returned by Acquire when no session of the provider can
@@ -77,65 +80,64 @@ const (
 // with an error wrapping ErrCircuitOpen while the provider's circuit is
 // open, and with a *NoSessionError when no session is usable. Sessions
 // whose outbound route has an open circuit are not usable.
+//
+// Acquire takes no pool-wide lock: it locks only the few sessions it
+// looks at, one at a time.
 func (p *Pool) Acquire(ctx context.Context, req AcquireRequest) (*Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	c := p.circuit(req.Provider)
+	trial, err := p.admit(c, p.now())
+	if err != nil {
+		return nil, err
+	}
+	var l *Lease
 	if p.cfg.Limiter != nil && p.cfg.RatePerSecond > 0 {
-		return p.acquireShared(ctx, req)
+		l, err = p.chooseShared(ctx, req, c, trial)
+	} else {
+		l, err = p.chooseLocal(req, c, trial)
 	}
-	now := p.now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-
-	trial, err := p.admitLocked(req.Provider, now)
-	if err != nil {
-		return nil, err
-	}
-	e, err := p.chooseLocked(req, now)
-	if err != nil {
-		if trial {
-			p.cancelTrialLocked(req.Provider)
-		}
-		return nil, err
-	}
-	return p.leaseLocked(e, req.Model, trial, now), nil
-}
-
-// limiterTries is how many sessions acquireShared asks the shared limiter
-// about before it reports every session as resting.
-const limiterTries = 4
-
-// acquireShared is Acquire with the rate buckets in Config.Limiter. The
-// limiter is asked outside the pool's lock, because it may be a network
-// call. A session it refuses is skipped for the rest of this call.
-func (p *Pool) acquireShared(ctx context.Context, req AcquireRequest) (*Lease, error) {
-	p.mu.Lock()
-	trial, err := p.admitLocked(req.Provider, p.now())
-	p.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	l, err := p.chooseShared(ctx, req, trial)
 	if err != nil && trial {
-		p.mu.Lock()
-		p.cancelTrialLocked(req.Provider)
-		p.mu.Unlock()
+		p.cancelTrial(c)
 	}
 	return l, err
 }
 
-func (p *Pool) chooseShared(ctx context.Context, req AcquireRequest, trial bool) (*Lease, error) {
+// leaseTries is how many times Acquire chooses again when the session it
+// chose was taken by concurrent requests (its last slot or token) before
+// it could lease it.
+const leaseTries = 8
+
+// chooseLocal is Acquire with the rate buckets in this process.
+func (p *Pool) chooseLocal(req AcquireRequest, c *circuit, trial bool) (*Lease, error) {
+	for range leaseTries {
+		now := p.now()
+		e, err := p.choose(req, now)
+		if err != nil {
+			return nil, err
+		}
+		if l := p.tryLease(e, req, c, trial, now); l != nil {
+			return l, nil
+		}
+	}
+	// Every session chosen was taken by concurrent requests first: the
+	// sessions are as good as busy.
+	return nil, &NoSessionError{Provider: req.Provider}
+}
+
+// limiterTries is the maximum number of sessions chooseShared checks with
+// the shared limiter before it reports every session as resting.
+const limiterTries = 4
+
+// chooseShared is Acquire with the rate buckets in Config.Limiter. The
+// limiter may be a network call, so no lock is held while it is asked. A
+// session it refuses is skipped for the rest of this call.
+func (p *Pool) chooseShared(ctx context.Context, req AcquireRequest, c *circuit, trial bool) (*Lease, error) {
 	req.Exclude = slices.Clone(req.Exclude)
 	refused := 0
 	for range limiterTries {
-		p.mu.Lock()
-		e, err := p.chooseLocked(req, p.now())
-		var id string
-		if e != nil {
-			id = e.s.ID
-		}
-		p.mu.Unlock()
+		e, err := p.choose(req, p.now())
 		if err != nil {
 			if refused > 0 {
 				break
@@ -143,28 +145,22 @@ func (p *Pool) chooseShared(ctx context.Context, req AcquireRequest, trial bool)
 			return nil, err
 		}
 
-		ok, err := p.cfg.Limiter.AllowSession(ctx, id, p.cfg.RatePerSecond)
+		ok, err := p.cfg.Limiter.AllowSession(ctx, e.s.ID, p.cfg.RatePerSecond)
 		if err != nil {
 			// A limiter that cannot decide does not stop traffic. The
 			// pool's own caps (concurrency, rests) still apply.
-			p.log.Debug("session rate limiter unavailable", "session_id", id, "error", err)
+			p.log.Debug("session rate limiter unavailable", "session_id", e.s.ID, "error", err)
 			ok = true
 		}
 		if !ok {
-			req.Exclude = append(req.Exclude, id)
+			req.Exclude = append(req.Exclude, e.s.ID)
 			refused++
 			continue
 		}
-
-		now := p.now()
-		p.mu.Lock()
-		if cur, found := p.entries[id]; found && cur == e && p.availabilityLocked(e, req, now) == usable {
-			l := p.leaseLocked(e, req.Model, trial, now)
-			p.mu.Unlock()
+		if l := p.tryLease(e, req, c, trial, p.now()); l != nil {
 			return l, nil
 		}
-		p.mu.Unlock()
-		req.Exclude = append(req.Exclude, id) // changed while the limiter was asked
+		req.Exclude = append(req.Exclude, e.s.ID) // changed while the limiter was asked
 	}
 	next := time.Duration(float64(time.Second) / p.cfg.RatePerSecond)
 	return nil, &NoSessionError{Provider: req.Provider, Resting: true, RetryAfter: next}
@@ -176,53 +172,84 @@ func (p *Pool) localBucket() bool {
 	return p.cfg.RatePerSecond > 0 && p.cfg.Limiter == nil
 }
 
-// chooseLocked picks a usable session: the preferred one when it is usable,
-// else the better of two random usable ones.
-func (p *Pool) chooseLocked(req AcquireRequest, now time.Time) (*entry, error) {
-	if e, ok := p.entries[req.Prefer]; ok && e.s.Provider == req.Provider {
-		if p.availabilityLocked(e, req, now) == usable {
+// candidate is a usable session as it stood when choose looked at it.
+type candidate struct {
+	e        *entry
+	inFlight int
+	weight   int
+	capacity float64 // see entry.capacity
+}
+
+// choose picks a usable session: the preferred one when it is usable, else
+// the better of two random usable ones (see better). It returns a
+// *NoSessionError when none is usable. The session may be taken by another
+// request before the caller leases it; tryLease checks it again.
+func (p *Pool) choose(req AcquireRequest, now time.Time) (*entry, error) {
+	if e := p.lookup(req.Prefer); e != nil && e.s.Provider == req.Provider {
+		if _, av, _ := p.inspect(e, req, now); av == usable {
 			return e, nil
 		}
 	}
 
-	list := p.byProvider[req.Provider]
-	var picks []*entry
+	list := p.roster.Load().byProvider[req.Provider]
+	var picks [2]candidate
+	n := 0
 	for range min(sampleTries, 2*len(list)) {
 		e := list[rand.IntN(len(list))]
-		if (len(picks) == 1 && picks[0] == e) || p.availabilityLocked(e, req, now) != usable {
+		if n == 1 && picks[0].e == e {
 			continue
 		}
-		if picks = append(picks, e); len(picks) == 2 {
-			return p.betterLocked(picks[0], picks[1], req.Model, now), nil
+		c, av, _ := p.inspect(e, req, now)
+		if av != usable {
+			continue
+		}
+		picks[n] = c
+		if n++; n == 2 {
+			return better(picks[0], picks[1]).e, nil
 		}
 	}
 
-	candidates, err := p.scanLocked(list, req, now)
+	candidates, err := p.scan(list, req, now)
 	if err != nil {
 		return nil, err
 	}
 	if len(candidates) == 1 {
-		return candidates[0], nil
+		return candidates[0].e, nil
 	}
 	i := rand.IntN(len(candidates))
 	j := rand.IntN(len(candidates) - 1)
 	if j >= i {
 		j++
 	}
-	return p.betterLocked(candidates[i], candidates[j], req.Model, now), nil
+	return better(candidates[i], candidates[j]).e, nil
 }
 
-// scanLocked returns every usable session in list, or a *NoSessionError
-// with the time until the first waiting session is usable again.
-func (p *Pool) scanLocked(list []*entry, req AcquireRequest, now time.Time) ([]*entry, error) {
-	var candidates []*entry
+// inspect looks at e under its lock. It returns e as a candidate, whether e
+// can take req now and, for a waiting session, when it can again.
+func (p *Pool) inspect(e *entry, req AcquireRequest, now time.Time) (candidate, availability, time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	av := p.availabilityLocked(e, req, now)
+	var readyAt time.Time
+	if av == waiting {
+		readyAt = p.readyAtLocked(e, req.Model, now)
+	}
+	c := candidate{e: e, inFlight: e.inFlight, weight: max(1, e.s.Weight), capacity: e.capacity(req.Model, now)}
+	return c, av, readyAt
+}
+
+// scan returns every usable session in list, or a *NoSessionError with
+// the time until the first waiting session is usable again.
+func (p *Pool) scan(list []*entry, req AcquireRequest, now time.Time) ([]candidate, error) {
+	var candidates []candidate
 	var readyAt time.Time
 	for _, e := range list {
-		switch p.availabilityLocked(e, req, now) {
+		c, av, at := p.inspect(e, req, now)
+		switch av {
 		case usable:
-			candidates = append(candidates, e)
+			candidates = append(candidates, c)
 		case waiting:
-			if at := p.readyAtLocked(e, req.Model, now); readyAt.IsZero() || at.Before(readyAt) {
+			if readyAt.IsZero() || at.Before(readyAt) {
 				readyAt = at
 			}
 		}
@@ -238,28 +265,37 @@ func (p *Pool) scanLocked(list []*entry, req AcquireRequest, now time.Time) ([]*
 	return nil, nsErr
 }
 
-// betterLocked returns the session with the larger share of work to give:
-// weight times remaining quota share, divided by requests in flight.
-func (p *Pool) betterLocked(a, b *entry, model string, now time.Time) *entry {
-	score := func(e *entry) float64 {
-		return e.weight() * e.quotaShare(model, now) / float64(e.inFlight+1)
-	}
-	if score(b) > score(a) {
+// better returns the session that should take the next request of two.
+// The one with fewer requests in flight for its weight wins, which keeps
+// in-flight counts level as power of two choices does. When both carry
+// the same load, as every session does under sequential traffic, one is
+// drawn at random in proportion to its capacity: weight times remaining
+// quota share. A strict comparison there would send every request to the
+// fuller session, herding traffic onto it; the draw spreads it by share.
+func better(a, b candidate) candidate {
+	loadA, loadB := a.inFlight*b.weight, b.inFlight*a.weight
+	switch {
+	case loadA < loadB:
+		return a
+	case loadB < loadA:
 		return b
 	}
-	return a
+	if rand.Float64()*(a.capacity+b.capacity) < a.capacity {
+		return a
+	}
+	return b
 }
 
 // availabilityLocked reports whether e can take req now, and if not, why.
 func (p *Pool) availabilityLocked(e *entry, req AcquireRequest, now time.Time) availability {
 	switch {
-	case e.s.Status != store.StatusHealthy, e.unreadable, e.checkingLogin:
+	case e.removed, e.s.Status != store.StatusHealthy, e.unreadable, e.checkingLogin:
 		return outOfPool
 	case !e.s.ExpiresAt.IsZero() && !now.Before(e.s.ExpiresAt):
 		return outOfPool
 	case len(req.Exclude) > 0 && slices.Contains(req.Exclude, e.s.ID):
 		return outOfPool
-	case p.egressBlockedLocked(e, now):
+	case p.egressBlocked(e, now):
 		return outOfPool
 	case e.resting(now):
 		return waiting
@@ -298,9 +334,25 @@ func (p *Pool) readyAtLocked(e *entry, model string, now time.Time) time.Time {
 	return at
 }
 
+// tryLease leases e if it can still take req. It checks again, under e's
+// lock, what choose saw, and returns nil when a concurrent request took
+// the session's last slot, token or route trial meanwhile.
+func (p *Pool) tryLease(e *entry, req AcquireRequest, c *circuit, trial bool, now time.Time) *Lease {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p.availabilityLocked(e, req, now) != usable {
+		return nil
+	}
+	egressTrial, ok := p.claimRoute(e, now)
+	if !ok {
+		return nil
+	}
+	return p.leaseLocked(e, req.Model, c, trial, egressTrial, now)
+}
+
 // leaseLocked hands e out: it takes a token, counts the request and rests
 // the session when it reaches its rotation threshold.
-func (p *Pool) leaseLocked(e *entry, model string, trial bool, now time.Time) *Lease {
+func (p *Pool) leaseLocked(e *entry, model string, c *circuit, trial, egressTrial bool, now time.Time) *Lease {
 	e.inFlight++
 	if p.localBucket() {
 		e.refill(now, p.cfg.RatePerSecond, p.burst())
@@ -327,8 +379,10 @@ func (p *Pool) leaseLocked(e *entry, model string, trial bool, now time.Time) *L
 		Provider:    e.s.Provider,
 		Credential:  credentialOf(e),
 		model:       model,
-		egress:      e.egress,
+		entry:       e,
+		circuit:     c,
+		route:       e.route,
 		trial:       trial,
-		egressTrial: p.claimEgressTrialLocked(e, now),
+		egressTrial: egressTrial,
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/grokproxy/grokproxy/internal/secret"
 	"github.com/grokproxy/grokproxy/internal/store"
@@ -94,17 +95,17 @@ func (p *Pool) Add(ctx context.Context, req AddRequest) (View, error) {
 		rotationStart: now,
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	// A reload that read the store after CreateSession may have added
 	// the session already.
-	if loaded, ok := p.entries[s.ID]; ok {
+	if loaded := p.lookup(s.ID); loaded != nil {
 		e = loaded
 	} else {
 		p.addEntryLocked(e)
 	}
-	p.refreshGaugesLocked(now)
+	p.mu.Unlock()
+	p.refreshGauges(now)
 	p.log.Info("session added", "session_id", s.ID, "upstream", s.Provider)
-	return p.viewLocked(e, now), nil
+	return p.view(e, now), nil
 }
 
 // newSessionID returns "ses_" and 24 random hex digits.
@@ -120,16 +121,19 @@ func newSessionID() string {
 func (p *Pool) Remove(ctx context.Context, id string) error {
 	err := p.st.DeleteSession(ctx, id)
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, inPool := p.entries[id]
+	e := p.lookup(id)
 	// A session deleted from the store by another process still leaves
 	// this pool.
-	if err != nil && !(errors.Is(err, store.ErrNotFound) && inPool) {
+	if err != nil && !(errors.Is(err, store.ErrNotFound) && e != nil) {
+		p.mu.Unlock()
 		return fmt.Errorf("remove session %q: %w", id, err)
 	}
-	if inPool {
-		p.removeEntryLocked(e)
-		p.refreshGaugesLocked(p.now())
+	if e != nil {
+		p.removeEntriesLocked(map[*entry]bool{e: true})
+	}
+	p.mu.Unlock()
+	if e != nil {
+		p.refreshGauges(p.now())
 	}
 	p.log.Info("session removed", "session_id", id)
 	return nil
@@ -161,14 +165,18 @@ func (p *Pool) Activate(ctx context.Context, id string) (View, error) {
 // changeByAdmin applies change to session id and saves it before
 // returning, so that a store failure reaches the admin.
 func (p *Pool) changeByAdmin(ctx context.Context, id string, change func(e *entry)) (View, error) {
-	p.mu.Lock()
-	e, ok := p.entries[id]
-	if !ok {
-		p.mu.Unlock()
+	e := p.lookup(id)
+	if e == nil {
+		return View{}, fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	}
+	e.mu.Lock()
+	if e.removed {
+		e.mu.Unlock()
 		return View{}, fmt.Errorf("session %q: %w", id, store.ErrNotFound)
 	}
 	change(e)
-	p.mu.Unlock()
+	e.mu.Unlock()
+	p.settleGauges(p.now())
 
 	if err := p.saveNow(ctx, id); err != nil {
 		return View{}, err
@@ -197,38 +205,49 @@ func (p *Pool) Probe(ctx context.Context, id string) (View, error) {
 
 // Get returns the view of session id.
 func (p *Pool) Get(id string) (View, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, ok := p.entries[id]
-	if !ok {
+	e := p.lookup(id)
+	if e == nil {
+		return View{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.removed {
 		return View{}, false
 	}
 	return p.viewLocked(e, p.now()), true
+}
+
+// view returns the view of e.
+func (p *Pool) view(e *entry, now time.Time) View {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return p.viewLocked(e, now)
 }
 
 // List returns the sessions that match f, sorted by id, and the cursor for
 // the next page: the last id returned, or "" when no more match. The
 // status "resting" matches healthy sessions that are cooling down.
 func (p *Pool) List(f store.SessionFilter) ([]View, string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	now := p.now()
 	var matched []*entry
-	for _, e := range p.entries {
+	p.roster.Load().all(func(e *entry) {
 		if f.Provider != "" && e.s.Provider != f.Provider {
-			continue
+			return
 		}
 		if f.After != "" && e.s.ID <= f.After {
-			continue
+			return
 		}
-		if f.Status == statusResting && !e.resting(now) {
-			continue
+		e.mu.Lock()
+		resting, status := e.resting(now), e.s.Status
+		e.mu.Unlock()
+		if f.Status == statusResting && !resting {
+			return
 		}
-		if f.Status != "" && f.Status != statusResting && e.s.Status != f.Status {
-			continue
+		if f.Status != "" && f.Status != statusResting && status != f.Status {
+			return
 		}
 		matched = append(matched, e)
-	}
+	})
 	slices.SortFunc(matched, func(a, b *entry) int { return cmp.Compare(a.s.ID, b.s.ID) })
 
 	next := ""
@@ -238,7 +257,7 @@ func (p *Pool) List(f store.SessionFilter) ([]View, string) {
 	}
 	views := make([]View, 0, len(matched))
 	for _, e := range matched {
-		views = append(views, p.viewLocked(e, now))
+		views = append(views, p.view(e, now))
 	}
 	return views, next
 }
@@ -246,19 +265,19 @@ func (p *Pool) List(f store.SessionFilter) ([]View, string) {
 // Counts returns the number of sessions by status, with every status
 // present, plus "resting" for healthy sessions that are cooling down.
 func (p *Pool) Counts() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	now := p.now()
 	counts := make(map[string]int, len(gaugeStatuses))
 	for _, status := range gaugeStatuses {
 		counts[status] = 0
 	}
-	for _, e := range p.entries {
+	p.roster.Load().all(func(e *entry) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
 		counts[e.s.Status]++
 		if e.resting(now) {
 			counts[statusResting]++
 		}
-	}
+	})
 	return counts
 }
 
@@ -266,14 +285,14 @@ func (p *Pool) Counts() map[string]int {
 // healthy, not resting, readable and behind a route whose circuit is not
 // open. Momentary limits (tokens, concurrency, quota) are not considered.
 func (p *Pool) Usable(provider string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	now := p.now()
 	n := 0
-	for _, e := range p.byProvider[provider] {
+	for _, e := range p.roster.Load().byProvider[provider] {
+		e.mu.Lock()
 		if p.inRotationLocked(e, now) {
 			n++
 		}
+		e.mu.Unlock()
 	}
 	return n
 }

@@ -30,27 +30,34 @@ type egressKey struct {
 	name     string
 }
 
-// egressCircuitLocked returns the circuit of k, creating it closed. An
-// egress circuit counts anti-bot rejections (egress_rejected) against the
-// route, so a broken browser signature or a banned proxy stops the calls
-// that go out by that route without charging any session.
-func (p *Pool) egressCircuitLocked(k egressKey) *circuit {
+// routeLocked returns the circuit of k, creating it closed. The caller
+// holds p.mu. An egress circuit counts anti-bot rejections
+// (egress_rejected) against the route, so a broken browser signature or a
+// banned proxy stops the calls that go out by that route without charging
+// any session.
+func (p *Pool) routeLocked(k egressKey) *circuit {
 	c, ok := p.egress[k]
 	if !ok {
-		c = &circuit{provider: k.provider, egress: k.name, state: CircuitClosed, calls: newWindow(p.cfg.CircuitWindow)}
+		c = newCircuit(k.provider, k.name, p.cfg.CircuitWindow)
 		p.egress[k] = c
-		p.metrics.setEgress(k.provider, k.name, c.state)
 	}
 	return c
 }
 
-// egressBlockedLocked reports whether e's route takes no call now: its
-// circuit is open, or half-open with the trial call in flight.
-func (p *Pool) egressBlockedLocked(e *entry, now time.Time) bool {
-	c, ok := p.egress[egressKey{e.s.Provider, e.egress}]
-	if !ok {
+// egressBlocked reports whether e's route takes no call now: its circuit
+// is open, or half-open with the trial call in flight.
+func (p *Pool) egressBlocked(e *entry, now time.Time) bool {
+	c := e.route
+	if c.closed() {
 		return false
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return p.routeBlockedLocked(c, now)
+}
+
+// routeBlockedLocked is egressBlocked for the caller that holds c.mu.
+func (p *Pool) routeBlockedLocked(c *circuit, now time.Time) bool {
 	switch p.circuitStateLocked(c, now) {
 	case CircuitOpen:
 		return true
@@ -60,63 +67,93 @@ func (p *Pool) egressBlockedLocked(e *entry, now time.Time) bool {
 	return false
 }
 
-// claimEgressTrialLocked marks the call that leaves by e's route as the
-// half-open circuit's trial, when the circuit is half-open.
-func (p *Pool) claimEgressTrialLocked(e *entry, now time.Time) bool {
-	c, ok := p.egress[egressKey{e.s.Provider, e.egress}]
-	if !ok || p.circuitStateLocked(c, now) != CircuitHalfOpen {
-		return false
+// claimRoute checks e's route once more as a lease is made, and makes the
+// call the trial of a half-open route circuit. ok is false when the route
+// takes no call now, such as when another request claimed the trial since
+// e was chosen.
+func (p *Pool) claimRoute(e *entry, now time.Time) (trial, ok bool) {
+	c := e.route
+	if c.closed() {
+		return false, true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.routeBlockedLocked(c, now) {
+		return false, false
+	}
+	if c.name() != CircuitHalfOpen {
+		return false, true
 	}
 	c.trialAt = now
-	return true
+	return true, true
 }
 
-// recordEgressLocked feeds the outcome of a call into the circuit of its
-// route. A rejection by anti-bot rules is a failure. Any answer that shows
-// the request got through (ok, a rate limit, a login or input rejection) is
-// a success. Unavailable and canceled calls say nothing about the route.
-func (p *Pool) recordEgressLocked(l *Lease, o upstream.Outcome, now time.Time) {
-	c := p.egressCircuitLocked(egressKey{l.Provider, l.egress})
+// recordEgress feeds the outcome of a call into the circuit of its route.
+// A rejection by anti-bot rules is a failure. Any answer that shows the
+// request got through (ok, a rate limit, a login or input rejection) is a
+// success. Unavailable and canceled calls say nothing about the route.
+func (p *Pool) recordEgress(l *Lease, o upstream.Outcome, now time.Time) {
+	c := l.route
+	if !c.carried.Load() {
+		c.mu.Lock()
+		if !c.carried.Load() {
+			c.carried.Store(true)
+			p.metrics.setEgress(c.provider, c.egress, c.name())
+		}
+		c.mu.Unlock()
+	}
 	neutral := o == upstream.OutcomeUnavailable || o == upstream.OutcomeCanceled
 	failed := o == upstream.OutcomeEgressRejected
-	state := p.circuitStateLocked(c, now)
 
-	if l.egressTrial && state == CircuitHalfOpen {
-		switch {
-		case neutral:
-			c.trialAt = time.Time{}
-		case failed:
-			p.openEgressLocked(c, now)
-		default:
-			p.closeEgressLocked(c, "trial call passed")
+	if l.egressTrial || !c.closed() {
+		c.mu.Lock()
+		state := p.circuitStateLocked(c, now)
+		if l.egressTrial && state == CircuitHalfOpen {
+			switch {
+			case neutral:
+				c.trialAt = time.Time{}
+			case failed:
+				p.openEgressLocked(c, now)
+			default:
+				p.closeEgressLocked(c, "trial call passed")
+			}
 		}
-		return
+		c.mu.Unlock()
+		if state != CircuitClosed {
+			return
+		}
 	}
-	if state != CircuitClosed || neutral {
+	if neutral {
 		return
 	}
 	c.calls.add(failed)
-	if c.calls.n >= max(1, len(c.calls.failed)/2) && c.calls.rate() > p.cfg.EgressThreshold {
+	if !c.calls.over(p.cfg.EgressThreshold) {
+		return
+	}
+	c.mu.Lock()
+	if c.closed() && c.calls.over(p.cfg.EgressThreshold) {
 		p.openEgressLocked(c, now)
 	}
+	c.mu.Unlock()
 }
 
+// openEgressLocked opens c. The caller holds c.mu.
 func (p *Pool) openEgressLocked(c *circuit, now time.Time) {
-	c.state = CircuitOpen
+	c.state.Store(stateOpen)
 	c.openedAt = now
 	c.trialAt = time.Time{}
 	c.calls.reset()
-	p.metrics.setEgress(c.provider, c.egress, c.state)
+	p.metrics.setEgress(c.provider, c.egress, CircuitOpen)
 	p.log.Warn("egress circuit opened", "upstream", c.provider, "egress", c.egress,
 		"until", now.Add(p.cfg.CircuitCooldown))
-	p.refreshGaugesLocked(now)
 }
 
+// closeEgressLocked closes c. The caller holds c.mu.
 func (p *Pool) closeEgressLocked(c *circuit, reason string) {
-	c.state = CircuitClosed
+	c.state.Store(stateClosed)
 	c.trialAt = time.Time{}
 	c.calls.reset()
-	p.metrics.setEgress(c.provider, c.egress, c.state)
+	p.metrics.setEgress(c.provider, c.egress, CircuitClosed)
 	p.log.Info("egress circuit closed", "upstream", c.provider, "egress", c.egress, "reason", reason)
 }
 
@@ -133,7 +170,5 @@ type EgressState struct {
 // EgressStates returns the circuit of every route that carried a call,
 // sorted by provider and route.
 func (p *Pool) EgressStates() []EgressState {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.egressStatesLocked(p.now())
+	return p.egressStates(p.now())
 }

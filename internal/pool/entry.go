@@ -1,25 +1,37 @@
 package pool
 
 import (
+	"sync"
 	"time"
 
 	"github.com/grokproxy/grokproxy/internal/secret"
 	"github.com/grokproxy/grokproxy/internal/store"
 )
 
-// entry is one session in memory. Pool.mu guards every field.
+// entry is one session in memory.
+//
+// The fields above mu are set before the entry joins a roster and never
+// change after, so they are read without a lock. The same holds for s.ID
+// and s.Provider. mu guards every other field. Unless its comment names
+// another lock, a method whose name ends in Locked and that takes an entry
+// expects the caller to hold that entry's mu.
 type entry struct {
-	// s is the stored record, kept current. Credential and ProxyURL hold
-	// ciphertext.
-	s     store.Session
 	cred  secret.Value
 	proxy secret.Value
 	// unreadable is set when the credential did not decrypt; the session
 	// is never selected.
 	unreadable bool
-	index      int    // position in Pool.byProvider[s.Provider]
-	egress     string // name of the outbound route, see egressName
-	loadedAt   int    // Pool.loads when the entry joined the pool
+	egress     string   // name of the outbound route, see egressName
+	route      *circuit // the circuit of that route
+	loadedAt   int      // Pool.loads when the entry joined the pool; guarded by Pool.mu
+
+	mu sync.Mutex
+	// s is the stored record, kept current. Credential and ProxyURL hold
+	// ciphertext.
+	s store.Session
+	// removed is set once the entry has left the pool. Its leases may
+	// still come back; their Release changes nothing.
+	removed bool
 
 	inFlight int
 	tokens   float64 // token bucket level at tokensAt
@@ -36,6 +48,9 @@ type entry struct {
 	// checkingLogin is set while a probe confirms an unauthorized
 	// response. The session is not selected meanwhile.
 	checkingLogin bool
+
+	dirty  bool // the state has changes the store lacks
+	urgent bool // among them a status change, which is saved at once
 }
 
 // state returns the part of the record that SaveSessionState writes.
@@ -72,6 +87,12 @@ func (e *entry) weight() float64 {
 	return float64(max(1, e.s.Weight))
 }
 
+// capacity is the session's share of work in selection: its weight times
+// the remaining share of model's quota.
+func (e *entry) capacity(model string, now time.Time) float64 {
+	return e.weight() * e.quotaShare(model, now)
+}
+
 // refill tops up the token bucket for the time passed since the last call.
 func (e *entry) refill(now time.Time, rate, burst float64) {
 	if elapsed := now.Sub(e.tokensAt); elapsed > 0 {
@@ -97,7 +118,9 @@ func (e *entry) quotaSpent(model string, now time.Time) bool {
 	return ok && q.Remaining <= 0 && q.ResetAt.After(now)
 }
 
-// quotaShare is the remaining share of model's quota, 1 when unknown.
+// quotaShare is the remaining share of model's quota. It is 1 when the
+// quota is unknown: a session not yet probed, or one whose quota window
+// has rolled over since, most likely has its whole quota.
 func (e *entry) quotaShare(model string, now time.Time) float64 {
 	q, ok := e.quotaFor(model, now)
 	if !ok || q.Total <= 0 {
@@ -116,44 +139,4 @@ func cloneMetadata(m store.SessionMetadata) store.SessionMetadata {
 	}
 	out.History = append([]store.StatusChange(nil), m.History...)
 	return out
-}
-
-// window holds the last few outcomes of a series as failed or not.
-type window struct {
-	failed   []bool
-	next     int // index the next outcome is written to
-	n        int // outcomes held, at most len(failed)
-	failures int // failed outcomes held
-}
-
-func newWindow(size int) window {
-	return window{failed: make([]bool, max(1, size))}
-}
-
-func (w *window) add(failed bool) {
-	if w.n == len(w.failed) {
-		if w.failed[w.next] {
-			w.failures--
-		}
-	} else {
-		w.n++
-	}
-	w.failed[w.next] = failed
-	if failed {
-		w.failures++
-	}
-	w.next = (w.next + 1) % len(w.failed)
-}
-
-// rate returns the share of failed outcomes, 0 when empty.
-func (w *window) rate() float64 {
-	if w.n == 0 {
-		return 0
-	}
-	return float64(w.failures) / float64(w.n)
-}
-
-func (w *window) reset() {
-	clear(w.failed)
-	w.next, w.n, w.failures = 0, 0, 0
 }

@@ -48,9 +48,7 @@ func (p *Pool) checkHealth(ctx context.Context) {
 		p.log.Warn("reload sessions", "error", err)
 	}
 
-	p.mu.Lock()
-	due := p.dueForProbeLocked(p.now())
-	p.mu.Unlock()
+	due := p.dueForProbe(p.now())
 
 	gap := p.cfg.HealthCheckInterval / (2 * maxProbesPerPass)
 	sem := make(chan struct{}, probeConcurrency)
@@ -68,10 +66,8 @@ func (p *Pool) checkHealth(ctx context.Context) {
 	}
 	wg.Wait()
 
-	p.mu.Lock()
-	p.refreshGaugesLocked(p.now())
-	p.startWriterLocked(true)
-	p.mu.Unlock()
+	p.refreshGauges(p.now())
+	p.startWriter(true)
 }
 
 // sleepCtx waits for d and reports false when ctx ends first.
@@ -86,73 +82,99 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// dueForProbeLocked expires sessions past their expires_at and lists the
+// dueForProbe expires sessions past their expires_at and lists the
 // sessions to probe, those probed longest ago first.
-func (p *Pool) dueForProbeLocked(now time.Time) []string {
-	var due []*entry
-	for _, e := range p.entries {
-		inPool := e.s.Status == store.StatusHealthy || e.s.Status == store.StatusQuarantined
-		if inPool && !e.s.ExpiresAt.IsZero() && !now.Before(e.s.ExpiresAt) {
-			p.setStatusLocked(e, store.StatusExpired, ReasonLoginExpired, "", now)
-			continue
-		}
-		if e.unreadable || e.checkingLogin || p.clients[e.s.Provider] == nil {
-			continue
-		}
-		switch e.s.Status {
-		case store.StatusQuarantined:
-			due = append(due, e)
-		case store.StatusHealthy:
-			if !now.Before(e.lastGoodProbe().Add(p.cfg.MaxAge)) {
-				due = append(due, e)
-			}
-		}
+func (p *Pool) dueForProbe(now time.Time) []string {
+	type due struct {
+		id       string
+		probedAt time.Time
 	}
+	var list []due
+	p.roster.Load().all(func(e *entry) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if p.dueLocked(e, now) {
+			list = append(list, due{e.s.ID, e.probedAt})
+		}
+	})
+	p.settleGauges(now)
 
-	slices.SortFunc(due, func(a, b *entry) int { return a.probedAt.Compare(b.probedAt) })
-	ids := make([]string, 0, min(len(due), maxProbesPerPass))
-	for _, e := range due[:min(len(due), maxProbesPerPass)] {
-		ids = append(ids, e.s.ID)
+	slices.SortFunc(list, func(a, b due) int { return a.probedAt.Compare(b.probedAt) })
+	ids := make([]string, 0, min(len(list), maxProbesPerPass))
+	for _, d := range list[:min(len(list), maxProbesPerPass)] {
+		ids = append(ids, d.id)
 	}
 	return ids
+}
+
+// dueLocked expires e if its expires_at has passed, and otherwise reports
+// whether it is due for a probe.
+func (p *Pool) dueLocked(e *entry, now time.Time) bool {
+	if e.removed {
+		return false
+	}
+	inPool := e.s.Status == store.StatusHealthy || e.s.Status == store.StatusQuarantined
+	if inPool && !e.s.ExpiresAt.IsZero() && !now.Before(e.s.ExpiresAt) {
+		p.setStatusLocked(e, store.StatusExpired, ReasonLoginExpired, "", now)
+		return false
+	}
+	if e.unreadable || e.checkingLogin || p.clients[e.s.Provider] == nil {
+		return false
+	}
+	switch e.s.Status {
+	case store.StatusQuarantined:
+		return true
+	case store.StatusHealthy:
+		return !now.Before(e.lastGoodProbe().Add(p.cfg.MaxAge))
+	}
+	return false
 }
 
 // probeSession probes session id and applies the result. It returns the
 // probe's error, if any.
 func (p *Pool) probeSession(ctx context.Context, id string) error {
-	p.mu.Lock()
-	e, ok := p.entries[id]
-	if !ok {
-		p.mu.Unlock()
+	e := p.lookup(id)
+	if e == nil {
 		return fmt.Errorf("session %q: %w", id, store.ErrNotFound)
 	}
+	cred, err := p.startProbe(e, id)
+	if err != nil {
+		return err
+	}
 	client := p.clients[e.s.Provider]
-	if client == nil {
-		p.mu.Unlock()
-		return fmt.Errorf("probe session %q: no upstream client for provider %q", id, e.s.Provider)
-	}
-	if e.unreadable {
-		p.mu.Unlock()
-		return fmt.Errorf("probe session %q: credential could not be decrypted; check the encryption keys", id)
-	}
-	cred := credentialOf(e)
-	e.probedAt = p.now()
-	p.mu.Unlock()
 
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	probe, err := client.Probe(pctx, cred)
 	cancel()
 
 	now := p.now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if e, ok = p.entries[id]; ok {
+	e.mu.Lock()
+	if !e.removed {
 		p.applyProbeResultLocked(e, probe, err, now)
 	}
+	e.mu.Unlock()
+	p.settleGauges(now)
 	if err != nil {
 		return fmt.Errorf("probe session %q: %w", id, err)
 	}
 	return nil
+}
+
+// startProbe checks that session e can be probed, notes the start of the
+// probe and returns the credential to probe with.
+func (p *Pool) startProbe(e *entry, id string) (upstream.Credential, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.removed:
+		return upstream.Credential{}, fmt.Errorf("session %q: %w", id, store.ErrNotFound)
+	case p.clients[e.s.Provider] == nil:
+		return upstream.Credential{}, fmt.Errorf("probe session %q: no upstream client for provider %q", id, e.s.Provider)
+	case e.unreadable:
+		return upstream.Credential{}, fmt.Errorf("probe session %q: credential could not be decrypted; check the encryption keys", id)
+	}
+	e.probedAt = p.now()
+	return credentialOf(e), nil
 }
 
 // applyProbeResultLocked moves e by the outcome of a probe. Only a probe

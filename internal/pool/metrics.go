@@ -69,18 +69,32 @@ func circuitValue(state string) float64 {
 	return 0
 }
 
-// refreshGaugesLocked recounts the sessions of every known provider.
-func (p *Pool) refreshGaugesLocked(now time.Time) {
-	for provider := range p.circuits {
+// refreshGauges recounts the sessions of every known provider. It locks
+// each entry in turn, so the caller holds no entry's lock.
+func (p *Pool) refreshGauges(now time.Time) {
+	p.gaugeMu.Lock()
+	defer p.gaugeMu.Unlock()
+	r := p.roster.Load()
+	for provider := range r.circuits {
 		counts := make(map[string]int, len(gaugeStatuses))
-		for _, e := range p.byProvider[provider] {
+		for _, e := range r.byProvider[provider] {
+			e.mu.Lock()
 			counts[e.s.Status]++
 			if e.resting(now) {
 				counts[statusResting]++
 			}
+			e.mu.Unlock()
 		}
 		for _, status := range gaugeStatuses {
 			p.metrics.active.WithLabelValues(provider, status).Set(float64(counts[status]))
 		}
+	}
+}
+
+// settleGauges refreshes the gauges if a status changed since the last
+// refresh. Call it after letting go of the entry whose status changed.
+func (p *Pool) settleGauges(now time.Time) {
+	if p.gaugesStale.CompareAndSwap(true, false) {
+		p.refreshGauges(now)
 	}
 }

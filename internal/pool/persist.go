@@ -21,19 +21,24 @@ const (
 // health-check tick, Flush or Close, so traffic does not turn into one
 // write per request.
 func (p *Pool) markDirtyLocked(e *entry, urgent bool) {
-	p.dirty[e.s.ID] = p.dirty[e.s.ID] || urgent
+	e.dirty = true
 	if urgent {
-		p.startWriterLocked(false)
+		e.urgent = true
+		p.startWriter(false)
 	}
 }
 
-// startWriterLocked starts the background writer unless it is running.
-// With all set, its next pass saves counter-only changes too.
-func (p *Pool) startWriterLocked(all bool) {
+// startWriter starts the background writer unless it is running, in which
+// case the writer looks for changes once more before it stops. With all
+// set, its next pass saves counter-only changes too.
+func (p *Pool) startWriter(all bool) {
+	p.writerMu.Lock()
+	defer p.writerMu.Unlock()
 	if all {
 		p.writeAll = true
 	}
-	if p.writing || p.closed || len(p.dirty) == 0 {
+	p.wake = true
+	if p.writing || p.closed {
 		return
 	}
 	p.writing = true
@@ -45,15 +50,30 @@ func (p *Pool) startWriterLocked(all bool) {
 // session reaches the store once the store is back.
 func (p *Pool) writeLoop() {
 	for {
-		p.mu.Lock()
-		ids := p.dirtyIDsLocked(p.writeAll)
-		p.writeAll = false
-		if len(ids) == 0 || p.closed {
+		p.writerMu.Lock()
+		all := p.writeAll
+		p.writeAll, p.wake = false, false
+		if p.closed {
 			p.writing = false
-			p.mu.Unlock()
+			p.writerMu.Unlock()
 			return
 		}
-		p.mu.Unlock()
+		p.writerMu.Unlock()
+
+		ids := p.dirtyIDs(all)
+		if len(ids) == 0 {
+			p.writerMu.Lock()
+			// A change marked after the scan began sets wake; scan again.
+			again := p.wake || p.writeAll
+			if !again {
+				p.writing = false
+			}
+			p.writerMu.Unlock()
+			if again {
+				continue
+			}
+			return
+		}
 
 		var failed int
 		var lastErr error
@@ -72,27 +92,29 @@ func (p *Pool) writeLoop() {
 		p.log.Error("save session state", "failed", failed, "error", lastErr)
 		select {
 		case <-time.After(saveRetryDelay):
-			p.mu.Lock()
+			p.writerMu.Lock()
 			p.writeAll = true // retry the failed counter-only writes as well
-			p.mu.Unlock()
+			p.writerMu.Unlock()
 		case <-p.ctx.Done():
-			p.mu.Lock()
+			p.writerMu.Lock()
 			p.writing = false
-			p.mu.Unlock()
+			p.writerMu.Unlock()
 			return
 		}
 	}
 }
 
-// dirtyIDsLocked lists the sessions with unsaved status changes, or with
-// any unsaved change when all is set.
-func (p *Pool) dirtyIDsLocked(all bool) []string {
+// dirtyIDs lists the sessions with unsaved status changes, or with any
+// unsaved change when all is set.
+func (p *Pool) dirtyIDs(all bool) []string {
 	var ids []string
-	for id, urgent := range p.dirty {
-		if urgent || all {
-			ids = append(ids, id)
+	p.roster.Load().all(func(e *entry) {
+		e.mu.Lock()
+		if e.urgent || (all && e.dirty) {
+			ids = append(ids, e.s.ID)
 		}
-	}
+		e.mu.Unlock()
+	})
 	return ids
 }
 
@@ -102,27 +124,31 @@ func (p *Pool) save(ctx context.Context, id string) error {
 	p.saveMu.Lock()
 	defer p.saveMu.Unlock()
 
-	p.mu.Lock()
-	e, ok := p.entries[id]
-	urgent, dirty := p.dirty[id]
-	if !ok || !dirty {
-		p.mu.Unlock()
+	e := p.lookup(id)
+	if e == nil {
 		return nil
 	}
-	delete(p.dirty, id)
+	e.mu.Lock()
+	if e.removed || !e.dirty {
+		e.mu.Unlock()
+		return nil
+	}
+	urgent := e.urgent
+	e.dirty, e.urgent = false, false
 	st := e.state()
-	p.mu.Unlock()
+	e.mu.Unlock()
 
 	err := p.st.SaveSessionState(ctx, id, st)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // removed meanwhile
 	}
 	if err != nil {
-		p.mu.Lock()
-		if _, ok := p.entries[id]; ok {
-			p.dirty[id] = p.dirty[id] || urgent
+		e.mu.Lock()
+		if !e.removed {
+			e.dirty = true
+			e.urgent = e.urgent || urgent
 		}
-		p.mu.Unlock()
+		e.mu.Unlock()
 		return fmt.Errorf("save session %q: %w", id, err)
 	}
 	return nil
@@ -136,10 +162,7 @@ func (p *Pool) Flush(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("flush session states: %w", err)
 		}
-		p.mu.Lock()
-		ids := p.dirtyIDsLocked(true)
-		p.mu.Unlock()
-		for _, id := range ids {
+		for _, id := range p.dirtyIDs(true) {
 			if err := p.save(ctx, id); err != nil {
 				return err
 			}
@@ -148,9 +171,7 @@ func (p *Pool) Flush(ctx context.Context) error {
 		// A write the background writer started before this pass may
 		// still be running, and may fail and mark its session dirty.
 		p.saveMu.Lock()
-		p.mu.Lock()
-		left := len(p.dirty)
-		p.mu.Unlock()
+		left := len(p.dirtyIDs(true))
 		p.saveMu.Unlock()
 		if left == 0 {
 			return nil
@@ -161,10 +182,10 @@ func (p *Pool) Flush(ctx context.Context) error {
 // saveNow writes session id's state before an admin call returns, so the
 // caller learns about a store failure.
 func (p *Pool) saveNow(ctx context.Context, id string) error {
-	p.mu.Lock()
-	if _, ok := p.entries[id]; ok {
-		p.dirty[id] = true
+	if e := p.lookup(id); e != nil {
+		e.mu.Lock()
+		e.dirty, e.urgent = true, true
+		e.mu.Unlock()
 	}
-	p.mu.Unlock()
 	return p.save(ctx, id)
 }

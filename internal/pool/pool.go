@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -163,6 +164,15 @@ func (c Config) withDefaults() Config {
 // Pool hands out upstream sessions and records how each one fared.
 // It is safe for concurrent use.
 //
+// Acquire and Release take no pool-wide lock. They read the roster, an
+// immutable list of sessions published through an atomic pointer, and lock
+// only the entries and circuits they touch. Writers (Load, Add, Remove,
+// Reload) build a new roster under mu.
+//
+// Lock order, outermost first: saveMu, mu, gaugeMu, entry.mu, then the
+// leaves (a circuit's mu, writerMu, bgMu). A goroutine never takes an
+// outer lock while it holds an inner one.
+//
 // NOTE: in-flight counts, token buckets and circuits live in this process,
 // and rests reach other processes only when they reload. With several
 // replicas each applies the per-session caps on its own.
@@ -177,22 +187,28 @@ type Pool struct {
 
 	ctx    context.Context // canceled by Close; bounds login checks
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // login checks and the state writer
+	bgMu   sync.Mutex     // orders wg.Add against Close, so no login check starts after Close waits
+	wg     sync.WaitGroup // login checks
 
 	// saveMu serialises state writes. A write takes its snapshot while
 	// holding it, so a later write never carries older state.
 	saveMu sync.Mutex
 
-	mu         sync.Mutex // guards the fields below and every entry
-	entries    map[string]*entry
-	byProvider map[string][]*entry
-	circuits   map[string]*circuit
-	egress     map[egressKey]*circuit
-	loads      int             // Reload passes begun; an entry added later has a higher loadedAt
-	dirty      map[string]bool // ids with unsaved state; true when a status changed
-	writing    bool            // the state writer goroutine is running
-	writeAll   bool            // the writer's next pass saves counter-only changes too
-	closed     bool
+	roster atomic.Pointer[roster] // the current sessions and provider circuits
+	byID   sync.Map               // session id to *entry; written under mu
+
+	mu     sync.Mutex // serialises roster and byID writers; guards the fields below
+	egress map[egressKey]*circuit
+	loads  int // Reload passes begun; an entry added later has a higher loadedAt
+
+	writerMu sync.Mutex // guards the fields below
+	writing  bool       // the state writer goroutine is running
+	writeAll bool       // the writer's next pass saves counter-only changes too
+	wake     bool       // a status change arrived since the writer's last scan
+	closed   bool
+
+	gaugeMu     sync.Mutex  // serialises gauge refreshes
+	gaugesStale atomic.Bool // a status changed since the last refresh
 }
 
 // New returns a pool over the sessions in st; call Load to read them. kr
@@ -210,24 +226,23 @@ func New(cfg Config, st store.Store, kr *keyring.Keyring, clients map[string]ups
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{
-		cfg:        cfg.withDefaults(),
-		st:         st,
-		kr:         kr,
-		clients:    clients,
-		now:        now,
-		log:        log,
-		metrics:    newMetrics(reg),
-		ctx:        ctx,
-		cancel:     cancel,
-		entries:    make(map[string]*entry),
-		byProvider: make(map[string][]*entry),
-		circuits:   make(map[string]*circuit),
-		egress:     make(map[egressKey]*circuit),
-		dirty:      make(map[string]bool),
+		cfg:     cfg.withDefaults(),
+		st:      st,
+		kr:      kr,
+		clients: clients,
+		now:     now,
+		log:     log,
+		metrics: newMetrics(reg),
+		ctx:     ctx,
+		cancel:  cancel,
+		egress:  make(map[egressKey]*circuit),
 	}
+	p.roster.Store(&roster{byProvider: map[string][]*entry{}, circuits: map[string]*circuit{}})
+	p.mu.Lock()
 	for provider := range clients {
 		p.circuitLocked(provider)
 	}
+	p.mu.Unlock()
 	return p
 }
 
@@ -240,22 +255,15 @@ func (p *Pool) Load(ctx context.Context) error {
 		return fmt.Errorf("load sessions: %w", err)
 	}
 	now := p.now()
-	entries := make(map[string]*entry, len(sessions))
-	byProvider := make(map[string][]*entry)
+	entries := make([]*entry, 0, len(sessions))
 	for _, s := range sessions {
-		e := p.newEntry(s, now)
-		e.index = len(byProvider[s.Provider])
-		byProvider[s.Provider] = append(byProvider[s.Provider], e)
-		entries[s.ID] = e
+		entries = append(entries, p.newEntry(s, now))
 	}
 
 	p.mu.Lock()
-	p.entries, p.byProvider = entries, byProvider
-	for provider := range byProvider {
-		p.circuitLocked(provider)
-	}
-	p.refreshGaugesLocked(now)
+	p.replaceLocked(entries)
 	p.mu.Unlock()
+	p.refreshGauges(now)
 	p.log.Info("sessions loaded", "count", len(sessions))
 	return nil
 }
@@ -293,10 +301,10 @@ func (p *Pool) newEntry(s store.Session, now time.Time) *entry {
 // Close stops login checks in progress and saves every unsaved state. The
 // pool must not be used afterwards.
 func (p *Pool) Close(ctx context.Context) error {
-	// Cancel under the lock, so no login check starts after Wait begins.
-	p.mu.Lock()
+	// Cancel under bgMu, so no login check starts after Wait begins.
+	p.bgMu.Lock()
 	p.cancel()
-	p.mu.Unlock()
+	p.bgMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		p.wg.Wait()
@@ -308,10 +316,22 @@ func (p *Pool) Close(ctx context.Context) error {
 		return fmt.Errorf("close session pool: %w", ctx.Err())
 	}
 	err := p.Flush(ctx)
-	p.mu.Lock()
+	p.writerMu.Lock()
 	p.closed = true
-	p.mu.Unlock()
+	p.writerMu.Unlock()
 	return err
+}
+
+// startBackground counts a login check about to start, unless Close has
+// begun. It reports whether the check may start.
+func (p *Pool) startBackground() bool {
+	p.bgMu.Lock()
+	defer p.bgMu.Unlock()
+	if p.ctx.Err() != nil {
+		return false
+	}
+	p.wg.Add(1)
+	return true
 }
 
 func credentialBinding(id string) keyring.Binding {
@@ -325,25 +345,4 @@ func proxyBinding(id string) keyring.Binding {
 // burst is the capacity of a session's token bucket.
 func (p *Pool) burst() float64 {
 	return max(1, p.cfg.RatePerSecond)
-}
-
-// addEntryLocked puts e in the indexes.
-func (p *Pool) addEntryLocked(e *entry) {
-	e.loadedAt = p.loads
-	list := p.byProvider[e.s.Provider]
-	e.index = len(list)
-	p.byProvider[e.s.Provider] = append(list, e)
-	p.entries[e.s.ID] = e
-	p.circuitLocked(e.s.Provider)
-}
-
-// removeEntryLocked takes e out of the indexes.
-func (p *Pool) removeEntryLocked(e *entry) {
-	list := p.byProvider[e.s.Provider]
-	last := list[len(list)-1]
-	list[e.index] = last
-	last.index = e.index
-	p.byProvider[e.s.Provider] = list[:len(list)-1]
-	delete(p.entries, e.s.ID)
-	delete(p.dirty, e.s.ID)
 }

@@ -42,33 +42,40 @@ type Result struct {
 //     the session.
 //
 // A second Release of the same lease does nothing.
+//
+// Release takes no pool-wide lock: it locks the lease's session and, only
+// while a circuit is not closed, that circuit.
 func (p *Pool) Release(l *Lease, res Result) {
-	if l == nil {
+	if l == nil || !l.released.CompareAndSwap(false, true) {
 		return
 	}
 	outcome := outcomeOf(res.Err)
 	now := p.now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if l.released {
-		return
-	}
-	l.released = true
+	upstreamDown := p.recordCall(l, outcome, now)
+	p.recordEgress(l, outcome, now)
 
-	upstreamDown := p.recordCallLocked(l, outcome, now)
-	p.recordEgressLocked(l, outcome, now)
-	e, ok := p.entries[l.SessionID]
-	if !ok {
+	e := l.entry
+	e.mu.Lock()
+	p.applyOutcomeLocked(e, l.model, outcome, res.Err, upstreamDown, now)
+	e.mu.Unlock()
+	p.settleGauges(now)
+}
+
+// applyOutcomeLocked ends a call on e and applies its outcome, as Release
+// describes.
+func (p *Pool) applyOutcomeLocked(e *entry, model string, outcome upstream.Outcome, err error,
+	upstreamDown bool, now time.Time) {
+	if e.removed {
 		return // removed while the call ran
 	}
 	e.inFlight = max(0, e.inFlight-1)
 
 	switch outcome {
 	case upstream.OutcomeOK:
-		p.spendQuotaLocked(e, l.model)
+		p.spendQuotaLocked(e, model)
 		p.chargeLocked(e, false, now)
 	case upstream.OutcomeRateLimited:
-		p.restLocked(e, p.resetTimeLocked(e, l.model, res.Err, now), ReasonRateLimited, now)
+		p.restLocked(e, p.resetTimeLocked(e, model, err, now), ReasonRateLimited, now)
 	case upstream.OutcomeUnauthorized:
 		p.checkLoginLocked(e, now)
 	case upstream.OutcomeBlocked:
@@ -147,26 +154,33 @@ func (p *Pool) checkLoginLocked(e *entry, now time.Time) {
 		p.setStatusLocked(e, store.StatusExpired, ReasonUnauthorized, "upstream rejected the login", now)
 		return
 	}
+	if !p.startBackground() {
+		return // shutting down
+	}
 	e.checkingLogin = true
-	p.wg.Add(1)
-	go p.confirmLogin(e.s.ID, client, credentialOf(e))
+	go p.confirmLogin(e, client, credentialOf(e))
 }
 
 // confirmLogin probes a session that got an unauthorized response. A probe
 // rejected as unauthorized expires the session. A passing probe returns it
 // to rotation. Any other failure leaves the question open, so the session
 // is quarantined and the health check probes it again.
-func (p *Pool) confirmLogin(id string, client upstream.Client, cred upstream.Credential) {
+func (p *Pool) confirmLogin(e *entry, client upstream.Client, cred upstream.Credential) {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, probeTimeout)
 	probe, err := client.Probe(ctx, cred)
 	cancel()
 
 	now := p.now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, ok := p.entries[id]
-	if !ok {
+	e.mu.Lock()
+	p.settleLoginLocked(e, probe, err, now)
+	e.mu.Unlock()
+	p.settleGauges(now)
+}
+
+// settleLoginLocked applies the result of a login check to e.
+func (p *Pool) settleLoginLocked(e *entry, probe upstream.Probe, err error, now time.Time) {
+	if e.removed {
 		return
 	}
 	e.checkingLogin = false
@@ -179,7 +193,7 @@ func (p *Pool) confirmLogin(id string, client upstream.Client, cred upstream.Cre
 	switch outcome := outcomeOf(err); outcome {
 	case upstream.OutcomeOK:
 		p.applyProbeLocked(e, probe, now)
-		p.log.Info("login check passed", "session_id", id, "upstream", e.s.Provider)
+		p.log.Info("login check passed", "session_id", e.s.ID, "upstream", e.s.Provider)
 	case upstream.OutcomeUnauthorized:
 		p.setStatusLocked(e, store.StatusExpired, ReasonUnauthorized, "upstream rejected the login and a login check confirmed it", now)
 	default:

@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/grokproxy/grokproxy/internal/store"
 )
@@ -33,56 +32,61 @@ func (p *Pool) Reload(ctx context.Context) error {
 	}
 
 	now := p.now()
-	var fresh []*entry
-	p.mu.Lock()
+	var fresh []store.Session
 	seen := make(map[string]bool, len(sessions))
 	for _, s := range sessions {
 		seen[s.ID] = true
-		if e, ok := p.entries[s.ID]; ok {
-			p.adoptLocked(e, s, now)
+		if e := p.lookup(s.ID); e != nil {
+			e.mu.Lock()
+			p.adoptLocked(e, s)
+			e.mu.Unlock()
 			continue
 		}
-		fresh = append(fresh, &entry{s: s})
+		fresh = append(fresh, s)
 	}
-	p.mu.Unlock()
+	p.settleGauges(now)
 
-	// Decrypt outside the lock: thousands of new rows must not stall
-	// Acquire.
-	for i, e := range fresh {
-		fresh[i] = p.newEntry(e.s, now)
+	// Decrypt before taking the lock: thousands of new rows must not
+	// stall Add or Remove.
+	entries := make([]*entry, 0, len(fresh))
+	for _, s := range fresh {
+		entries = append(entries, p.newEntry(s, now))
 	}
 
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	added, removed := 0, 0
-	for _, e := range fresh {
-		if _, ok := p.entries[e.s.ID]; ok {
+	added := 0
+	for _, e := range entries {
+		if p.lookup(e.s.ID) != nil {
 			continue // added by this process meanwhile
 		}
 		p.addEntryLocked(e)
 		added++
 		p.log.Info("session loaded from the store", "session_id", e.s.ID, "upstream", e.s.Provider)
 	}
-	for id, e := range p.entries {
+	gone := make(map[*entry]bool)
+	p.roster.Load().all(func(e *entry) {
 		// An entry that joined after this pass began may belong to a row
 		// written after the read above.
-		if seen[id] || e.loadedAt >= pass {
-			continue
+		if seen[e.s.ID] || e.loadedAt >= pass {
+			return
 		}
-		p.removeEntryLocked(e)
-		removed++
-		p.log.Info("session removed from the store by another process", "session_id", id)
-	}
-	if added > 0 || removed > 0 {
-		p.refreshGaugesLocked(now)
+		gone[e] = true
+		p.log.Info("session removed from the store by another process", "session_id", e.s.ID)
+	})
+	p.removeEntriesLocked(gone)
+	p.mu.Unlock()
+
+	if added > 0 || len(gone) > 0 {
+		p.refreshGauges(now)
 	}
 	return nil
 }
 
 // adoptLocked takes over the stored state of e's row when another process
-// changed it and this pool holds no unsaved change of its own.
-func (p *Pool) adoptLocked(e *entry, s store.Session, now time.Time) {
-	if _, dirty := p.dirty[e.s.ID]; dirty || e.checkingLogin {
+// changed it and this pool holds no unsaved change of its own. The caller
+// calls settleGauges after it lets go of e.
+func (p *Pool) adoptLocked(e *entry, s store.Session) {
+	if e.dirty || e.checkingLogin {
 		return
 	}
 	e.s.Label, e.s.Weight, e.s.MaxConcurrency, e.s.ExpiresAt = s.Label, s.Weight, s.MaxConcurrency, s.ExpiresAt
@@ -97,5 +101,5 @@ func (p *Pool) adoptLocked(e *entry, s store.Session, now time.Time) {
 	e.s.Status, e.s.StatusReason = s.Status, s.StatusReason
 	e.s.Metadata.History = s.Metadata.History
 	e.outcomes.reset()
-	p.refreshGaugesLocked(now)
+	p.gaugesStale.Store(true)
 }

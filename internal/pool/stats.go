@@ -54,45 +54,36 @@ type QuotaStats struct {
 }
 
 // Stats returns the pool's figures at this moment. It walks every session
-// once under the pool's lock, so it is meant for the admin API, not for
+// once, locking each in turn, so it is meant for the admin API, not for
 // the request path.
 func (p *Pool) Stats() Stats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	now := p.now()
+	r := p.roster.Load()
 	st := Stats{Sessions: make(map[string]int, len(gaugeStatuses)), Providers: map[string]ProviderStats{}}
 	for _, status := range gaugeStatuses {
 		st.Sessions[status] = 0
 	}
-	for provider, list := range p.byProvider {
-		ps := p.providerStatsLocked(provider, list, now)
+	for provider, c := range r.circuits {
+		ps := p.providerStats(c, r.byProvider[provider], st.Sessions, now)
 		st.Usable += ps.Usable
 		st.Providers[provider] = ps
-		for _, e := range list {
-			st.Sessions[e.s.Status]++
-			if e.resting(now) {
-				st.Sessions[statusResting]++
-			}
-		}
 	}
-	for provider := range p.circuits {
-		if _, ok := st.Providers[provider]; !ok {
-			st.Providers[provider] = ProviderStats{Circuit: p.circuitStateLocked(p.circuits[provider], now),
-				Quota: map[string]QuotaStats{}}
-		}
-	}
-	st.Egress = p.egressStatesLocked(now)
+	st.Egress = p.egressStates(now)
 	return st
 }
 
-func (p *Pool) providerStatsLocked(provider string, list []*entry, now time.Time) ProviderStats {
-	ps := ProviderStats{Circuit: CircuitClosed, Sessions: len(list), Quota: map[string]QuotaStats{}}
-	if c, ok := p.circuits[provider]; ok {
-		ps.Circuit = p.circuitStateLocked(c, now)
-	}
+// providerStats sums up the sessions in list, whose provider's circuit is
+// c, and adds them to the counts by status.
+func (p *Pool) providerStats(c *circuit, list []*entry, byStatus map[string]int, now time.Time) ProviderStats {
+	ps := ProviderStats{Circuit: p.circuitState(c, now), Sessions: len(list), Quota: map[string]QuotaStats{}}
 	var rateSum float64
 	var rated int
 	for _, e := range list {
+		e.mu.Lock()
+		byStatus[e.s.Status]++
+		if e.resting(now) {
+			byStatus[statusResting]++
+		}
 		ps.InFlight += e.inFlight
 		ps.Requests += e.s.UsageCount
 		ps.Successes += e.s.SuccessCount
@@ -107,6 +98,7 @@ func (p *Pool) providerStatsLocked(provider string, list []*entry, now time.Time
 		if e.s.Status == store.StatusHealthy {
 			addQuota(ps.Quota, e, now)
 		}
+		e.mu.Unlock()
 	}
 	if charged := ps.Successes + ps.Failures; charged > 0 {
 		ps.FailureRate = float64(ps.Failures) / float64(charged)
@@ -117,6 +109,8 @@ func (p *Pool) providerStatsLocked(provider string, list []*entry, now time.Time
 	return ps
 }
 
+// addQuota adds the known, current quota of e to sum. The caller holds
+// e.mu.
 func addQuota(sum map[string]QuotaStats, e *entry, now time.Time) {
 	for model := range e.s.Metadata.Quota {
 		q, ok := e.quotaFor(model, now)
@@ -138,19 +132,31 @@ func addQuota(sum map[string]QuotaStats, e *entry, now time.Time) {
 // inRotationLocked reports whether e is in rotation, as Usable counts.
 func (p *Pool) inRotationLocked(e *entry, now time.Time) bool {
 	expired := !e.s.ExpiresAt.IsZero() && !now.Before(e.s.ExpiresAt)
-	return e.s.Status == store.StatusHealthy && !e.resting(now) && !e.unreadable && !e.checkingLogin &&
-		!expired && !p.egressBlockedLocked(e, now)
+	return !e.removed && e.s.Status == store.StatusHealthy && !e.resting(now) && !e.unreadable &&
+		!e.checkingLogin && !expired && !p.egressBlocked(e, now)
 }
 
-func (p *Pool) egressStatesLocked(now time.Time) []EgressState {
+// egressStates returns the circuit of every route that carried a call,
+// sorted by provider and route.
+func (p *Pool) egressStates(now time.Time) []EgressState {
 	counts := make(map[egressKey]int)
-	for _, e := range p.entries {
+	p.roster.Load().all(func(e *entry) {
 		counts[egressKey{e.s.Provider, e.egress}]++
-	}
-	out := make([]EgressState, 0, len(p.egress))
+	})
+
+	p.mu.Lock()
+	routes := make(map[egressKey]*circuit, len(p.egress))
 	for k, c := range p.egress {
+		if c.carried.Load() {
+			routes[k] = c
+		}
+	}
+	p.mu.Unlock()
+
+	out := make([]EgressState, 0, len(routes))
+	for k, c := range routes {
 		out = append(out, EgressState{Provider: k.provider, Egress: k.name,
-			State: p.circuitStateLocked(c, now), Sessions: counts[k]})
+			State: p.circuitState(c, now), Sessions: counts[k]})
 	}
 	slices.SortFunc(out, func(a, b EgressState) int {
 		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Egress, b.Egress))

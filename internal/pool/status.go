@@ -36,7 +36,8 @@ var Reasons = []string{
 const statusResting = "resting"
 
 // setStatusLocked moves e to status to. reason labels the metric; detail,
-// when set, is the status reason shown to operators in its place.
+// when set, is the status reason shown to operators in its place. The
+// caller calls settleGauges after it lets go of e.
 func (p *Pool) setStatusLocked(e *entry, to, reason, detail string, now time.Time) {
 	if detail == "" {
 		detail = reason
@@ -51,7 +52,9 @@ func (p *Pool) setStatusLocked(e *entry, to, reason, detail string, now time.Tim
 	// so old failures cannot quarantine it right after activation.
 	e.outcomes.reset()
 	p.recordChangeLocked(e, from, to, reason, detail, now)
-	p.refreshGaugesLocked(now)
+	// The gauges walk every entry, so they are refreshed once the
+	// caller lets go of e (see settleGauges).
+	p.gaugesStale.Store(true)
 }
 
 // restLocked takes e out of rotation until until. A session already

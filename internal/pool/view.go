@@ -45,7 +45,7 @@ type View struct {
 	LastChangeAt *time.Time `json:"last_change_at"`
 }
 
-// viewLocked builds the admin view of e at now.
+// viewLocked builds the admin view of e at now. The caller holds e.mu.
 func (p *Pool) viewLocked(e *entry, now time.Time) View {
 	meta := cloneMetadata(e.s.Metadata)
 	v := View{
