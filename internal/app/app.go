@@ -267,7 +267,8 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	api.ImageURLs = imageURLs
-	priv := &privacy.Service{Store: a.Store, Queue: a.Audit, Keys: a.Auth,
+	checker := &SessionChecker{Store: a.Store, Keyring: a.Keyring, Grok: grokClient, XAI: xaiClient}
+	priv := &privacy.Service{Store: a.Store, Queue: a.Audit, Keys: a.Auth, Upstream: checker,
 		Open: func(g store.Generation) (store.Generation, error) { return openGeneration(a.Keyring, g) }}
 	a.Retention = retention.FromConfig(cfg, a.Store, "scheduler", a.Log)
 	a.Retention.OnSessionsDeleted = func(ids []string) {
@@ -291,7 +292,7 @@ func (a *App) build(ctx context.Context) error {
 		Content: admin.ContentAccess{Show: cfg.StoreContent == "full",
 			Open: func(g store.Generation) (store.Generation, error) { return openGeneration(a.Keyring, g) }},
 		Summary: summary,
-		Checker: &SessionChecker{Store: a.Store, Keyring: a.Keyring, Grok: grokClient, XAI: xaiClient},
+		Checker: checker,
 	}
 	components := []server.NamedHealth{
 		{Name: "store", Required: true, Health: storeHealth{a.Store}},

@@ -123,3 +123,21 @@ func (c *SessionChecker) credential(s store.Session) (upstream.Credential, error
 	}
 	return cred, nil
 }
+
+// DeleteConversation deletes a conversation on the Grok web account of
+// the session that holds it, for erasures. Sessions of other providers
+// keep no conversations upstream, so nothing is deleted for them.
+func (c *SessionChecker) DeleteConversation(ctx context.Context, sessionID, upstreamID string) error {
+	s, err := c.Store.Session(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if s.Provider != store.ProviderGrok {
+		return nil
+	}
+	cred, err := c.credential(s)
+	if err != nil {
+		return err
+	}
+	return c.Grok.DeleteConversation(ctx, cred, upstreamID)
+}

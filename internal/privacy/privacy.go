@@ -32,6 +32,12 @@ type Keys interface {
 	ForgetUser(userID string)
 }
 
+// Upstream deletes a conversation that a session keeps on its upstream
+// account.
+type Upstream interface {
+	DeleteConversation(ctx context.Context, sessionID, upstreamID string) error
+}
+
 // Service exports and erases a user's data. Set Store before use; the
 // other fields may be nil.
 type Service struct {
@@ -41,6 +47,9 @@ type Service struct {
 	// Open returns a generation with its content decrypted; nil exports
 	// the content as stored.
 	Open func(g store.Generation) (store.Generation, error)
+	// Upstream deletes the user's conversations on the upstream accounts;
+	// nil leaves them there.
+	Upstream Upstream
 }
 
 // Export is a user's data as the export routes return it. Key secrets and
@@ -169,6 +178,11 @@ type Erasure struct {
 	// Queued counts records removed from the audit queue and spool before
 	// they reached the store.
 	Queued int `json:"queued_records"`
+	// UpstreamDeleted counts conversations deleted on upstream accounts,
+	// and UpstreamFailed those whose deletion failed (the session was
+	// gone, or upstream refused).
+	UpstreamDeleted int `json:"upstream_conversations_deleted"`
+	UpstreamFailed  int `json:"upstream_conversations_failed"`
 }
 
 // Actor is who asked for an erasure, for the audit trail.
@@ -180,15 +194,31 @@ type Actor struct {
 
 // Erase revokes userID's keys, then deletes every record of userID: from
 // the audit queue and spool, and from the store. It leaves a "user.erase"
-// audit event naming the user and the counts, never the data.
-//
-// TODO: conversations kept on the upstream Grok account are not deleted;
-// the upstream client has no delete call yet.
+// audit event naming the user and the counts, never the data. With
+// Upstream set it first deletes the user's conversations on the upstream
+// accounts (a soft delete on Grok web); a failed upstream deletion is
+// counted, not fatal, so that the local erasure always happens.
 func (s *Service) Erase(ctx context.Context, userID string, by Actor) (Erasure, error) {
 	out := Erasure{Object: "user_erasure", UserID: userID}
 	if s.Keys != nil {
 		if err := s.revokeKeys(ctx, userID); err != nil {
 			return out, err
+		}
+	}
+	if s.Upstream != nil {
+		data, err := s.Store.UserData(ctx, userID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return out, fmt.Errorf("erase user %q: %w", userID, err)
+		}
+		for _, c := range data.Conversations {
+			if c.UpstreamID == "" {
+				continue
+			}
+			if err := s.Upstream.DeleteConversation(ctx, c.SessionID, c.UpstreamID); err != nil {
+				out.UpstreamFailed++
+			} else {
+				out.UpstreamDeleted++
+			}
 		}
 	}
 	// The queue goes first and last: a record flushed in between lands in
@@ -214,6 +244,8 @@ func (s *Service) Erase(ctx context.Context, userID string, by Actor) (Erasure, 
 		ClientIP: by.ClientIP, RequestID: by.RequestID, Details: map[string]any{
 			"user": e.User, "api_keys": e.Keys, "conversations": e.Conversations,
 			"generations": e.Generations, "queued_records": out.Queued,
+			"upstream_conversations_deleted": out.UpstreamDeleted,
+			"upstream_conversations_failed":  out.UpstreamFailed,
 		}}
 	errs = append(errs, s.Store.AppendAuditEvent(ctx, ev))
 	if err := errors.Join(errs...); err != nil {

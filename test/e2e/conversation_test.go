@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -235,5 +236,40 @@ func TestGrokUsageCountsTokens(t *testing.T) {
 	}
 	if want := tokenizer.Count(res.Choices[0].Message.Content); row.CompletionTokens != want || int(res.Usage.CompletionTokens) != want {
 		t.Errorf("completion tokens: row %d, response %d; want %d", row.CompletionTokens, res.Usage.CompletionTokens, want)
+	}
+}
+
+// TestEraseDeletesUpstreamConversations checks that a user's erasure also
+// removes the conversations the gateway kept on the Grok web account.
+func TestEraseDeletesUpstreamConversations(t *testing.T) {
+	g := startGateway(t, sqliteStore)
+	_, key := g.createUser(map[string]any{"name": "forgetful"})
+	c := g.client(key)
+	skip := len(g.Emu.Requests())
+	history := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Keep this between us.")}
+	history = append(history, openai.AssistantMessage(chatTurn(t, c, history)))
+	history = append(history, openai.UserMessage("And this too."))
+	chatTurn(t, c, history)
+
+	chats := g.upstreamChats(skip)
+	if len(chats) != 2 || chats[1].ConversationID == "" {
+		t.Fatalf("upstream chats %+v; want a new conversation and a follow-up", chats)
+	}
+	id := chats[1].ConversationID
+	if _, ok := g.Emu.Conversation(id); !ok {
+		t.Fatalf("the emulator holds no conversation %s before the erasure", id)
+	}
+
+	g.waitGenerations(2)
+	res := g.do(http.MethodDelete, "/v1/me/data", key, nil)
+	if res.Status != http.StatusOK {
+		t.Fatalf("erase: %d %s", res.Status, res.Body)
+	}
+	body := res.json(t)
+	if body["upstream_conversations_deleted"] != float64(1) || body["upstream_conversations_failed"] != float64(0) {
+		t.Errorf("erasure counts: %s; want one upstream conversation deleted", res.Body)
+	}
+	if _, ok := g.Emu.Conversation(id); ok {
+		t.Errorf("conversation %s is still on the upstream account after the erasure", id)
 	}
 }

@@ -165,6 +165,7 @@ func (s *Server) routes() {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /rest/app-chat/conversations/new", s.handleNewConversation)
 	s.mux.HandleFunc("POST /rest/app-chat/conversations/{id}/responses", s.handleFollowUp)
+	s.mux.HandleFunc("DELETE /rest/app-chat/conversations/soft/{id}", s.handleSoftDelete)
 	s.mux.HandleFunc("GET /ws/mgw/", s.handleGateway)
 	s.mux.HandleFunc("POST /rest/rate-limits", s.handleRateLimits)
 	s.mux.HandleFunc("POST /rest/media/imagine/quota_info", s.handleMediaQuota)
