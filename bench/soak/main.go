@@ -26,9 +26,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/grokproxy/grokproxy/internal/app"
+	"github.com/grokproxy/grokproxy/internal/audit"
 	"github.com/grokproxy/grokproxy/internal/config"
 	"github.com/grokproxy/grokproxy/internal/emulator/grokweb"
 	"github.com/grokproxy/grokproxy/internal/keyring"
@@ -38,6 +41,7 @@ import (
 
 // options are the command-line flags.
 type options struct {
+	heapProfile  string
 	duration     time.Duration
 	clients      int
 	sessions     int
@@ -58,6 +62,7 @@ func main() {
 	flag.DurationVar(&o.restartEvery, "restart-every", 2*time.Minute, "period between runs of -restart-cmd, a Go duration")
 	flag.StringVar(&o.restartCmd, "restart-cmd", "", "shell command that restarts the store, e.g. pg_ctl restart (empty: no restarts)")
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 64, "MAX_IN_FLIGHT of the gateway; 0 means no cap")
+	flag.StringVar(&o.heapProfile, "heap-profile", "", "file to write a heap profile to when the clients stop (empty: none)")
 	flag.Parse()
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
@@ -113,6 +118,11 @@ func run(o options, out io.Writer) error {
 	stopFaults := injectFaults(emu, accounts, o.faultEvery, deadline)
 	stopRestarts := restartStore(o, deadline, log)
 	runClients(gw.url, o.clients, deadline, tally)
+	if o.heapProfile != "" {
+		if err := writeHeapProfile(o.heapProfile); err != nil {
+			fmt.Fprintln(out, "heap profile:", err)
+		}
+	}
 	stopRestarts()
 	stopFaults()
 	emu.ClearFaults()
@@ -218,13 +228,25 @@ func (g *gateway) addSession(sso string) error {
 
 // countRows reopens the store after shutdown and counts the audit rows.
 func countRows(cfg config.Config, log *slog.Logger) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	st, err := app.OpenStore(ctx, cfg, log)
 	if err != nil {
 		return 0, fmt.Errorf("reopen store: %w", err)
 	}
 	defer st.Close()
+	// Records that shutdown spooled reach the store when the next gateway
+	// starts; an audit writer on the same spool replays them the same way.
+	w := audit.New(audit.Config{SpoolPath: cfg.AuditSpoolPath, SpoolMaxBytes: cfg.AuditSpoolMaxBytes}, st, nil, log)
+	runCtx, stopRun := context.WithCancel(ctx)
+	go w.Run(runCtx)
+	for w.Stats().SpoolRecords > 0 && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stopRun()
+	if err := w.Close(ctx); err != nil {
+		return 0, fmt.Errorf("replay the audit spool: %w", err)
+	}
 	return st.CountGenerations(ctx)
 }
 
@@ -251,4 +273,19 @@ func restartStore(o options, deadline time.Time, log *slog.Logger) func() {
 		}
 	}()
 	return func() { close(stop); <-done }
+}
+
+// writeHeapProfile writes the heap profile of this process, gateway and
+// emulator included, to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
