@@ -320,11 +320,12 @@ func TestOverloadSheds(t *testing.T) {
 	client.CloseIdleConnections()
 	g.waitGenerations(1)
 	baseline := settledGoroutines()
+	baseHeap := settledHeap()
 
 	var mu sync.Mutex
 	var results []response
 	var wg sync.WaitGroup
-	for range 24 {
+	for range 400 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -376,6 +377,28 @@ func TestOverloadSheds(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The heap returns close to where it was: a burst leaves no buffers
+	// or records behind. The margin is generous because the test process
+	// also holds the emulator's request log.
+	const margin = 32 << 20
+	for {
+		h := settledHeap()
+		if h <= baseHeap+margin {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("heap in use after the burst: %d MiB; before it: %d MiB", h>>20, baseHeap>>20)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// settledHeap returns the heap in use after a garbage collection.
+func settledHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }
 
 // settledGoroutines counts goroutines after letting finished ones exit.
