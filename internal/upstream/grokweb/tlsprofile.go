@@ -140,6 +140,9 @@ func newFingerprintClient(o egressOptions) (*http.Client, error) {
 func newGoClient(o egressOptions) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = 90 * time.Second
+	// Go's default keeps 2 idle connections per host, so concurrent
+	// requests to the one upstream host would each dial anew.
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = 1024, 512
 	if o.proxy != "" {
 		u, err := url.Parse(o.proxy)
 		if err != nil || u.Host == "" {

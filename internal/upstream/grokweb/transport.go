@@ -127,7 +127,7 @@ func (t restTransport) open(ctx context.Context, call chatCall) (frameSource, er
 		return nil, err
 	}
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
+	sc.Buffer(make([]byte, 0, 4<<10), maxLineBytes) // grows up to maxLineBytes for long frames
 	return &ndjsonSource{body: resp.Body, lines: sc}, nil
 }
 

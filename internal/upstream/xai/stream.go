@@ -150,7 +150,7 @@ type sseStream struct {
 }
 
 func newSSEStream(ctx context.Context, body io.ReadCloser) *sseStream {
-	return &sseStream{ctx: ctx, body: body, rd: bufio.NewReaderSize(body, 64<<10)}
+	return &sseStream{ctx: ctx, body: body, rd: bufio.NewReaderSize(body, 4<<10)} // long lines are joined by readLine
 }
 
 // Next returns the next event. The stream ends with EventDone after the

@@ -73,6 +73,9 @@ func New(cfg Config) *Client {
 	if c.http == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.ResponseHeaderTimeout = 90 * time.Second
+		// Go's default keeps 2 idle connections per host, so concurrent
+		// requests to the one upstream host would each dial anew.
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = 1024, 512
 		c.http = &http.Client{Transport: t}
 	}
 	if c.now == nil {
