@@ -22,6 +22,11 @@ type chatTransport interface {
 	open(ctx context.Context, call chatCall) (frameSource, error)
 }
 
+var (
+	_ chatTransport = restTransport{}
+	_ chatTransport = wsTransport{}
+)
+
 // openChat starts a chat on the configured transport. With TransportAuto
 // it tries the WebSocket gateway, and when the upgrade is refused it
 // sends this chat over REST and keeps the session on REST for the
