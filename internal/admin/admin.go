@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/grokproxy/grokproxy/internal/api/openai"
@@ -139,28 +138,9 @@ func (h *Handler) routes() *http.ServeMux {
 	handle("GET /admin/generations", h.listGenerations)
 	handle("GET /admin/metrics/summary", h.metricsSummary)
 	handle("/admin/", func(w http.ResponseWriter, r *http.Request) error {
-		if allow := allowedMethods(mux, r); len(allow) > 0 {
-			w.Header().Set("Allow", strings.Join(allow, ", "))
-			return &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest, Code: "method_not_allowed",
-				Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + strings.Join(allow, " or ") + "."}
-		}
-		return &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
-			Message: "Unknown admin route: " + r.Method + " " + r.URL.Path + "."}
+		return openai.RouteError(w, r, mux, "/admin/")
 	})
 	return mux
-}
-
-// allowedMethods lists the methods that have a route for r's path.
-func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
-	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
-		probe := r.Clone(r.Context())
-		probe.Method = m
-		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/admin/" {
-			allow = append(allow, m)
-		}
-	}
-	return allow
 }
 
 // decode reads a JSON body into v, strictly: unknown fields are errors, so

@@ -153,26 +153,10 @@ func (s *Server) deadline(next http.Handler) http.Handler {
 	})
 }
 
-// notFound answers unknown routes with 404, and known routes called with
-// the wrong method with 405 and an Allow header.
+// notFound returns 404 for unknown routes, and 405 with an Allow header for
+// known routes called with the wrong method.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
-	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
-		probe := r.Clone(r.Context())
-		probe.Method = m
-		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
-			allow = append(allow, m)
-		}
-	}
-	if len(allow) > 0 && r.Method != http.MethodOptions {
-		for _, m := range allow {
-			w.Header().Add("Allow", m)
-		}
-		return &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest, Code: "method_not_allowed",
-			Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "."}
-	}
-	return &openai.Error{Status: http.StatusNotFound, Type: openai.TypeInvalidRequest, Code: "unknown_url",
-		Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."}
+	return openai.RouteError(w, r, s.mux, "/")
 }
 
 func (s *Server) livez(w http.ResponseWriter, r *http.Request) {

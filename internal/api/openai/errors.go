@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/grokproxy/grokproxy/internal/observe"
@@ -135,4 +136,26 @@ func RetryAfterSeconds(d time.Duration) int {
 // "code"}, for bodies that report several errors at once.
 func (e *Error) MarshalJSON() ([]byte, error) {
 	return json.Marshal(errorDetail{Message: e.Message, Type: e.Type, Param: nullable(e.Param), Code: nullable(e.Code)})
+}
+
+// RouteError returns the error for a request that no route of mux serves:
+// 405 with an Allow header when the path has routes for other methods, and
+// 404 otherwise. catchAll is the pattern of the handler calling it, which
+// does not count as a route.
+func RouteError(w http.ResponseWriter, r *http.Request, mux *http.ServeMux, catchAll string) *Error {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != catchAll {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 && r.Method != http.MethodOptions {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return &Error{Status: http.StatusMethodNotAllowed, Type: TypeInvalidRequest, Code: "method_not_allowed",
+			Message: "Method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + strings.Join(allow, " or ") + "."}
+	}
+	return &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: "unknown_url",
+		Message: "Unknown request URL: " + r.Method + " " + r.URL.Path + "."}
 }
