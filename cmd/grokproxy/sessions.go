@@ -347,18 +347,11 @@ func exportRows(kr *keyring.Keyring, sessions []store.Session, withCookies bool)
 	for _, s := range sessions {
 		r := rowOf(s)
 		if withCookies {
-			cred, err := kr.Decrypt(s.Credential, keyring.Binding{Table: "sessions", Column: "credential", RowID: s.ID})
+			cred, proxy, err := pool.OpenCredential(kr, s)
 			if err != nil {
-				return nil, fmt.Errorf("session %s: %w", s.ID, err)
+				return nil, err
 			}
-			r.CookieText = string(cred)
-			if len(s.ProxyURL) > 0 {
-				proxy, err := kr.Decrypt(s.ProxyURL, keyring.Binding{Table: "sessions", Column: "proxy_url", RowID: s.ID})
-				if err != nil {
-					return nil, fmt.Errorf("session %s: %w", s.ID, err)
-				}
-				r.ProxyURL = string(proxy)
-			}
+			r.CookieText, r.ProxyURL = cred.Reveal(), proxy.Reveal()
 		}
 		rows = append(rows, r)
 	}
@@ -417,8 +410,7 @@ func sessionsReencrypt(args []string, stdout, stderr io.Writer) error {
 // reencryptSession seals s's credential and proxy URL with the newest key
 // when an older key sealed either. It reports whether it wrote the row.
 func reencryptSession(ctx context.Context, st store.Store, kr *keyring.Keyring, s store.Session) (bool, error) {
-	credBinding := keyring.Binding{Table: "sessions", Column: "credential", RowID: s.ID}
-	proxyBinding := keyring.Binding{Table: "sessions", Column: "proxy_url", RowID: s.ID}
+	credBinding, proxyBinding := pool.CredentialBinding(s.ID), pool.ProxyBinding(s.ID)
 	stale := func(ct []byte) (bool, error) {
 		if len(ct) == 0 {
 			return false, nil

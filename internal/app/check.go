@@ -7,7 +7,7 @@ import (
 	"github.com/grokproxy/grokproxy/internal/admin"
 	"github.com/grokproxy/grokproxy/internal/config"
 	"github.com/grokproxy/grokproxy/internal/keyring"
-	"github.com/grokproxy/grokproxy/internal/secret"
+	"github.com/grokproxy/grokproxy/internal/pool"
 	"github.com/grokproxy/grokproxy/internal/store"
 	"github.com/grokproxy/grokproxy/internal/upstream"
 	"github.com/grokproxy/grokproxy/internal/upstream/grokweb"
@@ -109,19 +109,11 @@ func (c *SessionChecker) checkXAI(ctx context.Context, cred upstream.Credential)
 
 // credential decrypts the session's credential and proxy URL.
 func (c *SessionChecker) credential(s store.Session) (upstream.Credential, error) {
-	plain, err := c.Keyring.Decrypt(s.Credential, keyring.Binding{Table: "sessions", Column: "credential", RowID: s.ID})
+	cred, proxy, err := pool.OpenCredential(c.Keyring, s)
 	if err != nil {
-		return upstream.Credential{}, fmt.Errorf("session %s: decrypt credential: %w", s.ID, err)
+		return upstream.Credential{}, err
 	}
-	cred := upstream.Credential{SessionID: s.ID, Secret: secret.New(string(plain)), AccountID: s.Metadata.AccountID}
-	if len(s.ProxyURL) > 0 {
-		proxy, err := c.Keyring.Decrypt(s.ProxyURL, keyring.Binding{Table: "sessions", Column: "proxy_url", RowID: s.ID})
-		if err != nil {
-			return upstream.Credential{}, fmt.Errorf("session %s: decrypt proxy URL: %w", s.ID, err)
-		}
-		cred.ProxyURL = secret.New(string(proxy))
-	}
-	return cred, nil
+	return upstream.Credential{SessionID: s.ID, Secret: cred, ProxyURL: proxy, AccountID: s.Metadata.AccountID}, nil
 }
 
 // DeleteConversation deletes a conversation on the Grok web account of

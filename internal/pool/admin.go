@@ -72,11 +72,11 @@ func (p *Pool) Add(ctx context.Context, req AddRequest) (View, error) {
 		UpdatedAt:      now,
 	}
 	var err error
-	if s.Credential, err = p.kr.Encrypt([]byte(req.Credential.Reveal()), credentialBinding(s.ID)); err != nil {
+	if s.Credential, err = p.kr.Encrypt([]byte(req.Credential.Reveal()), CredentialBinding(s.ID)); err != nil {
 		return View{}, fmt.Errorf("add session: encrypt credential: %w", err)
 	}
 	if !req.ProxyURL.Empty() {
-		if s.ProxyURL, err = p.kr.Encrypt([]byte(req.ProxyURL.Reveal()), proxyBinding(s.ID)); err != nil {
+		if s.ProxyURL, err = p.kr.Encrypt([]byte(req.ProxyURL.Reveal()), ProxyBinding(s.ID)); err != nil {
 			return View{}, fmt.Errorf("add session: encrypt proxy URL: %w", err)
 		}
 	}

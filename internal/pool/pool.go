@@ -278,21 +278,14 @@ func (p *Pool) newEntry(s store.Session, now time.Time) *entry {
 		rotationStart: now,
 	}
 	e.egress = egressDirect
-	cred, err := p.kr.Decrypt(s.Credential, credentialBinding(s.ID))
+	cred, proxy, err := OpenCredential(p.kr, s)
 	if err != nil {
 		e.unreadable = true
 		p.log.Error("session credential unreadable", "session_id", s.ID, "error", err)
 		return e
 	}
-	e.cred = secret.New(string(cred))
-	if len(s.ProxyURL) > 0 {
-		proxy, err := p.kr.Decrypt(s.ProxyURL, proxyBinding(s.ID))
-		if err != nil {
-			e.unreadable = true
-			p.log.Error("session proxy URL unreadable", "session_id", s.ID, "error", err)
-			return e
-		}
-		e.proxy = secret.New(string(proxy))
+	e.cred, e.proxy = cred, proxy
+	if !proxy.Empty() {
 		e.egress = egressName(e.proxy)
 	}
 	return e
@@ -334,12 +327,33 @@ func (p *Pool) startBackground() bool {
 	return true
 }
 
-func credentialBinding(id string) keyring.Binding {
+// CredentialBinding names the credential column of session id, the
+// additional data that binds its ciphertext to that row.
+func CredentialBinding(id string) keyring.Binding {
 	return keyring.Binding{Table: "sessions", Column: "credential", RowID: id}
 }
 
-func proxyBinding(id string) keyring.Binding {
+// ProxyBinding names the proxy_url column of session id.
+func ProxyBinding(id string) keyring.Binding {
 	return keyring.Binding{Table: "sessions", Column: "proxy_url", RowID: id}
+}
+
+// OpenCredential decrypts the credential of s and its proxy URL, which is
+// empty when the session has none. The error names the column that failed.
+func OpenCredential(kr *keyring.Keyring, s store.Session) (cred, proxy secret.Value, err error) {
+	plain, err := kr.Decrypt(s.Credential, CredentialBinding(s.ID))
+	if err != nil {
+		return cred, proxy, fmt.Errorf("session %s: decrypt credential: %w", s.ID, err)
+	}
+	cred = secret.New(string(plain))
+	if len(s.ProxyURL) > 0 {
+		plain, err := kr.Decrypt(s.ProxyURL, ProxyBinding(s.ID))
+		if err != nil {
+			return cred, proxy, fmt.Errorf("session %s: decrypt proxy URL: %w", s.ID, err)
+		}
+		proxy = secret.New(string(plain))
+	}
+	return cred, proxy, nil
 }
 
 // burst is the capacity of a session's token bucket.
