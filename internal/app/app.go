@@ -107,8 +107,8 @@ func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 	return st, nil
 }
 
-// KeyFilePath is where the embedded SQLite default keeps its generated
-// encryption key: next to the database file.
+// KeyFilePath returns the path of the encryption key file that the
+// embedded SQLite default generates, next to the database file.
 func KeyFilePath(cfg config.Config) string {
 	return cfg.SQLitePath() + ".key"
 }
@@ -374,7 +374,7 @@ func (a *App) BootstrapAdmin(ctx context.Context) (string, error) {
 	return text, nil
 }
 
-// Serve answers HTTP on ln until ctx is done, then shuts down gracefully:
+// Serve serves HTTP on ln until ctx is done, then shuts down gracefully:
 // it stops accepting, lets requests finish up to SHUTDOWN_TIMEOUT and
 // flushes the audit writer.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {

@@ -170,7 +170,7 @@ func (s *Service) exportGeneration(g store.Generation) Generation {
 		ContentUnreadable: unreadable}
 }
 
-// Erasure is what an erasure removed.
+// Erasure is the count of records an erasure removed.
 type Erasure struct {
 	Object string `json:"object"` // "user_erasure"
 	UserID string `json:"user_id"`

@@ -46,7 +46,7 @@ type Deps struct {
 	Metrics  *observe.Metrics
 	// Components are checked by /health in this order.
 	Components []NamedHealth
-	// Ready reports whether /readyz should answer 200, and why not.
+	// Ready reports whether /readyz should return 200, and the reason when not.
 	Ready func(ctx context.Context) (bool, string)
 	// Telemetry traces each request when tracing is on; nil traces
 	// nothing.
