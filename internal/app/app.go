@@ -375,8 +375,8 @@ func (a *App) BootstrapAdmin(ctx context.Context) (string, error) {
 }
 
 // Serve serves HTTP on ln until ctx is done, then shuts down gracefully:
-// it stops accepting, lets requests finish up to SHUTDOWN_TIMEOUT and
-// flushes the audit writer.
+// it stops accepting and lets requests finish up to SHUTDOWN_TIMEOUT.
+// Close then flushes the audit writer.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := server.HTTPServer(a.Config, a.Handler, a.Log)
 	errc := make(chan error, 1)
