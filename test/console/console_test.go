@@ -126,8 +126,14 @@ func TestConsoleWorkflow(t *testing.T) {
 	if len(s1.Data) != 0 {
 		t.Fatalf("a canceled confirmation quarantined %d sessions", len(s1.Data))
 	}
+	// Cancel the confirmation for the other session and open the one for the
+	// first in the same task, before the browser delivers the close event of
+	// the canceled dialog. Only the first session may be quarantined.
+	other := `#sessions-table tr[data-id="` + sessions.Data[1].ID + `"] button[data-action=quarantine]`
 	b.run(t, "quarantine",
-		chromedp.Click(row+` button[data-action=quarantine]`),
+		evaluate(`document.querySelector(`+jsString(other)+`).click();
+			document.querySelector('#confirm-cancel').click();
+			document.querySelector(`+jsString(row+` button[data-action=quarantine]`)+`).click();`),
 		confirm(),
 		chromedp.WaitVisible(row+`[data-status=quarantined]`),
 	)

@@ -257,7 +257,16 @@ func (b *browser) saveFailureShot(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	state, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+		dialogOpen: document.querySelector('#confirm')?.open,
+		alert: document.querySelector('#alert')?.textContent,
+		status: document.querySelector('#status')?.textContent,
+		focused: document.activeElement?.outerHTML.slice(0, 200),
+	})`))
+	if err == nil {
+		t.Logf("page state: %s", state)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Logf("no failure screenshot: %v", err)
 		return

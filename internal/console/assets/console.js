@@ -105,15 +105,35 @@
     }
   }
 
+  // settleConfirm resolves the promise of the open confirmation, if any.
+  let settleConfirm = null;
+
+  function answerConfirm(ok) {
+    const settle = settleConfirm;
+    settleConfirm = null;
+    if (settle) settle(ok);
+  }
+
+  // watchConfirm resolves the open confirmation from the submit and cancel
+  // events, which fire at once. The browser queues the close event, so a close
+  // event can arrive after the dialog was opened again for a new confirmation.
+  function watchConfirm() {
+    const dialog = $("#confirm");
+    const form = dialog.querySelector("form");
+    form.addEventListener("submit", (e) => answerConfirm(e.submitter?.value === "ok"));
+    dialog.addEventListener("cancel", () => answerConfirm(false));
+    dialog.addEventListener("close", () => { if (!dialog.open) answerConfirm(false); });
+  }
+
   // confirmAction opens the modal dialog and resolves to true on OK.
   function confirmAction(title, text, okLabel) {
     const dialog = $("#confirm");
     $("#confirm-title").textContent = title;
     $("#confirm-text").textContent = text;
     $("#confirm-ok").textContent = okLabel || "Confirm";
-    dialog.returnValue = "";
+    answerConfirm(false);
     return new Promise((resolve) => {
-      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      settleConfirm = resolve;
       dialog.showModal();
       $("#confirm-cancel").focus();
     });
@@ -812,6 +832,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("#signin-form").addEventListener("submit", signIn);
+    watchConfirm();
     $("#signout").addEventListener("click", () => { signOut(); announce("Signed out."); });
     window.addEventListener("hashchange", route);
     route().then(() => {
