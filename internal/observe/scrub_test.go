@@ -22,6 +22,9 @@ func TestScrubText(t *testing.T) {
 		{"ssn", "ssn 123-45-6789", "123-45-6789"},
 		{"phone", "call (415) 555-0132 today", "555-0132"},
 		{"jwt", "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "eyJzdWIiOiIxIn0"},
+		{"bearer in capitals", "AUTH BEARER abcdefXYZ", "abcdefXYZ"},
+		{"bare jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.", "eyJzdWIiOiIxIn0"},
+		{"dotted phone", "reach me on 415.555.0132", "555.0132"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
