@@ -94,6 +94,21 @@ func waitHTTP(t *testing.T, url string, p *process) {
 	t.Fatalf("%s never answered 200; output:\n%s", url, p.stderr.String())
 }
 
+// waitListening waits until p has logged that it listens, which the
+// gateway does after printing a new admin key, so that the key's absence
+// in the output is a finding and not a lag of the pipe.
+func waitListening(t *testing.T, p *process) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(p.stderr.String(), `"msg":"listening"`) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the gateway never logged that it listens; output:\n%s", p.stderr.String())
+}
+
 var adminKeyLine = regexp.MustCompile(`(?m)^\s+(gp_[0-9a-f]{12}_[0-9A-Za-z]{40})\s*$`)
 
 // TestCommands runs the built binaries the way the README tells a new user
@@ -116,6 +131,7 @@ func TestCommands(t *testing.T) {
 	gp := startProcess(t, work, env, gw, "serve")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitHTTP(t, base+"/livez", gp)
+	waitListening(t, gp)
 
 	keys := adminKeyLine.FindAllStringSubmatch(gp.stderr.String(), -1)
 	if len(keys) != 1 {
@@ -170,6 +186,7 @@ func TestCommands(t *testing.T) {
 	// A second start on the same store prints no key.
 	gp2 := startProcess(t, work, env, gw, "serve")
 	waitHTTP(t, base+"/livez", gp2)
+	waitListening(t, gp2)
 	if adminKeyLine.MatchString(gp2.stderr.String()) {
 		t.Errorf("the second start printed an admin key again")
 	}
