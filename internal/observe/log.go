@@ -72,22 +72,6 @@ func hasAttr(r slog.Record, key string) bool {
 	return found
 }
 
-type loggerKey struct{}
-
-// WithLogger returns a context that carries log, the logger of one request.
-func WithLogger(ctx context.Context, log *slog.Logger) context.Context {
-	return context.WithValue(ctx, loggerKey{}, log)
-}
-
-// Logger returns the request logger carried by ctx, or fallback when there
-// is none.
-func Logger(ctx context.Context, fallback *slog.Logger) *slog.Logger {
-	if log, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return log
-	}
-	return fallback
-}
-
 func parseLevel(s string) slog.Level {
 	switch strings.ToLower(s) {
 	case "debug":

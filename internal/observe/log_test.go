@@ -3,7 +3,6 @@ package observe_test
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -36,16 +35,5 @@ func TestLoggerAddsRequestIDFromContext(t *testing.T) {
 	}
 	if strings.Contains(lines[3], "request_id") {
 		t.Errorf("a record without a request context got a request id: %s", lines[3])
-	}
-}
-
-func TestLoggerInContext(t *testing.T) {
-	fallback := slog.New(slog.DiscardHandler)
-	if observe.Logger(context.Background(), fallback) != fallback {
-		t.Fatal("Logger without one in the context did not return the fallback")
-	}
-	mine := slog.New(slog.DiscardHandler).With("k", "v")
-	if observe.Logger(observe.WithLogger(context.Background(), mine), fallback) != mine {
-		t.Fatal("Logger did not return the logger of the context")
 	}
 }

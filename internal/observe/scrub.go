@@ -41,20 +41,23 @@ func Scrub(s string) string {
 }
 
 // mayHoldSecret reports whether s contains what one of the secret patterns
-// needs: '=' (cookies), '@' (emails), nine or more digits (social security
-// and phone numbers), or a fixed prefix of a key or token. Most log values
-// contain none, so one pass over the bytes replaces eight regular expressions.
+// needs: '=' (cookies), '@' (emails), nine or more digits with a separator
+// (social security and phone numbers), or a fixed prefix of a key or token.
+// Most log values, hex ids included, contain none, so one pass over the
+// bytes replaces eight regular expressions.
 func mayHoldSecret(s string) bool {
-	digits := 0
+	digits, separated := 0, false
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '=' || c == '@':
 			return true
 		case c >= '0' && c <= '9':
 			digits++
+		case c == '-' || c == '.' || c == ' ' || c == ')':
+			separated = true
 		}
 	}
-	return digits >= 9 ||
+	return digits >= 9 && separated ||
 		strings.Contains(s, "gp_") || strings.Contains(s, "xai-") || strings.Contains(s, "eyJ") ||
 		containsFold(s, "bearer")
 }

@@ -2,22 +2,16 @@ package server
 
 import (
 	"net/http"
-
-	"github.com/grokproxy/grokproxy/internal/observe"
 )
 
-// trace puts the request's logger, bound to its request id, in the
-// context, and wraps the request in a trace span when tracing is on. It
-// runs inside requestID, so the id is known.
+// trace wraps the request in a trace span when tracing is on.
 func (s *Server) trace(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		ctx = observe.WithLogger(ctx, s.log.With("request_id", observe.RequestID(ctx)))
 		if !s.deps.Telemetry.Tracing() {
-			next.ServeHTTP(w, r.WithContext(ctx))
+			next.ServeHTTP(w, r)
 			return
 		}
-		ctx, span := s.deps.Telemetry.StartRequest(ctx, r.Header, r.Method, routeLabel(r.URL.Path))
+		ctx, span := s.deps.Telemetry.StartRequest(r.Context(), r.Header, r.Method, routeLabel(r.URL.Path))
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
 			if rec.status == 0 {

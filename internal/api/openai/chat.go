@@ -62,9 +62,11 @@ type chatCall struct {
 	start    time.Time
 	id       string // chatcmpl id shared by every chunk
 	created  int64
-	log      *slog.Logger
-	follow   *followUp // the stored conversation this request continues; nil when none
-	body     []byte    // the request body as received, for passthrough providers
+	base     *slog.Logger // the handler's logger
+	route    string       // route name on log lines
+	log      *slog.Logger // base with the request's attributes, built by logger
+	follow   *followUp    // the stored conversation this request continues; nil when none
+	body     []byte       // the request body as received, for passthrough providers
 }
 
 // ServeChat handles POST /v1/chat/completions.
@@ -72,7 +74,7 @@ func (h *Handler) ServeChat(w http.ResponseWriter, r *http.Request) error {
 	call := &chatCall{start: h.Now(), id: "chatcmpl-" + randomID()}
 	call.created = call.start.Unix()
 	call.rec = h.newRecord(r, call.start)
-	call.log = h.Log.With("request_id", call.rec.RequestID, "route", "chat_completions")
+	call.base, call.route = h.Log, "chat_completions"
 	if err := h.Audit.Admit(); err != nil {
 		h.Metrics.RateLimited.WithLabelValues("audit_spool").Inc()
 		return &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: "audit_unavailable",
@@ -81,6 +83,19 @@ func (h *Handler) ServeChat(w http.ResponseWriter, r *http.Request) error {
 	err := h.chat(w, r, call)
 	h.finishRecord(call, err)
 	return err
+}
+
+// logger returns the request's logger and builds it on first use. Most
+// requests log nothing of their own, and binding attributes costs an encoding.
+func (c *chatCall) logger() *slog.Logger {
+	if c.log == nil {
+		args := []any{"request_id", c.rec.RequestID, "route", c.route}
+		if c.model.ID != "" {
+			args = append(args, "model", c.model.ID)
+		}
+		c.log = c.base.With(args...)
+	}
+	return c.log
 }
 
 func (h *Handler) newRecord(r *http.Request, start time.Time) *store.Generation {
@@ -108,7 +123,6 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, call *chatCall) e
 		return err
 	}
 	call.model = model
-	call.log = call.log.With("model", model.ID)
 	if call.messages, err = call.req.upstreamMessages(h.Limits); err != nil {
 		return err
 	}
@@ -192,7 +206,7 @@ func (h *Handler) attempt(w http.ResponseWriter, r *http.Request, call *chatCall
 		if !upstream.OutcomeOf(err).Retryable() || ctx.Err() != nil {
 			break
 		}
-		call.log.Warn("retry on another session", "attempt", i+1, "session_id", lease.SessionID,
+		call.logger().Warn("retry on another session", "attempt", i+1, "session_id", lease.SessionID,
 			"outcome", string(upstream.OutcomeOf(err)))
 	}
 	return clientError(lastErr)

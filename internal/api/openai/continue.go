@@ -31,7 +31,7 @@ func (h *Handler) findConversation(ctx context.Context, call *chatCall) {
 	}
 	m, ok, err := h.Conversations.Lookup(ctx, principalID(ctx), call.model.ID, call.messages)
 	if err != nil {
-		call.log.Warn("conversation lookup failed; sending the whole history", "error", err)
+		call.logger().Warn("conversation lookup failed; sending the whole history", "error", err)
 		return
 	}
 	if ok {
@@ -59,7 +59,7 @@ func (call *chatCall) continueTurn(lease *pool.Lease, ureq *upstream.ChatRequest
 	f.pending = false
 	c := f.match.Conversation
 	if lease.Provider != store.ProviderGrok || lease.SessionID != c.SessionID {
-		call.log.Debug("conversation owner not usable; sending the whole history", "session_id", c.SessionID)
+		call.logger().Debug("conversation owner not usable; sending the whole history", "session_id", c.SessionID)
 		return
 	}
 	ureq.Messages = f.match.NewTurn
@@ -83,7 +83,7 @@ func (h *Handler) saveConversation(ctx context.Context, call *chatCall, lease *p
 		Text:       call.rec.Response,
 	})
 	if err != nil {
-		call.log.Warn("conversation not saved; the next turn sends the whole history", "error", err)
+		call.logger().Warn("conversation not saved; the next turn sends the whole history", "error", err)
 	}
 }
 

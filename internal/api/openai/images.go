@@ -84,7 +84,7 @@ func (h *Handler) ServeImages(w http.ResponseWriter, r *http.Request) error {
 	call := &chatCall{start: h.Now()}
 	call.created = call.start.Unix()
 	call.rec = h.newRecord(r, call.start)
-	call.log = h.Log.With("request_id", call.rec.RequestID, "route", "images_generations")
+	call.base, call.route = h.Log, "images_generations"
 	if err := h.Audit.Admit(); err != nil {
 		h.Metrics.RateLimited.WithLabelValues("audit_spool").Inc()
 		return &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: "audit_unavailable",
@@ -114,7 +114,6 @@ func (h *Handler) images(w http.ResponseWriter, r *http.Request, call *chatCall)
 		return err
 	}
 	call.model = model
-	call.log = call.log.With("model", model.ID)
 
 	data, err := h.generate(r.Context(), call, job)
 	if err != nil {
@@ -286,7 +285,7 @@ func (h *Handler) grokDraw(ctx context.Context, call *chatCall, mode, prompt str
 		if !upstream.OutcomeOf(err).Retryable() || ctx.Err() != nil {
 			break
 		}
-		call.log.Warn("retry on another session", "attempt", i+1, "session_id", lease.SessionID,
+		call.logger().Warn("retry on another session", "attempt", i+1, "session_id", lease.SessionID,
 			"outcome", string(upstream.OutcomeOf(err)))
 	}
 	return nil, nil, lastErr

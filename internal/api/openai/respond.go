@@ -193,7 +193,7 @@ func (h *Handler) streamError(sse *sseWriter, call *chatCall, err error) {
 	e := &Error{Status: http.StatusBadGateway, Type: TypeUpstream, Code: "upstream_stream_broken",
 		Message: "The upstream stream failed after the answer had started; the answer is incomplete."}
 	sse.data(e.Body(call.rec.RequestID))
-	call.log.Warn("stream cut after first byte", "outcome", string(upstream.OutcomeOf(err)), "error", err)
+	call.logger().Warn("stream cut after first byte", "outcome", string(upstream.OutcomeOf(err)), "error", err)
 }
 
 // canceled marks a failed write to the client: the client went away.
