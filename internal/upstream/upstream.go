@@ -130,6 +130,16 @@ type Stream interface {
 	Close() error
 }
 
+// ReadyStream is a Stream that can tell whether its next event has already
+// arrived. A caller that writes events to a client may then leave the
+// client's buffer unflushed until the stream would wait for the network.
+type ReadyStream interface {
+	Stream
+	// Ready reports whether Next can return without reading from the
+	// network.
+	Ready() bool
+}
+
 // Probe is what a health check learned about a session without spending
 // chat quota.
 type Probe struct {

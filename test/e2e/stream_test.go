@@ -6,9 +6,55 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/packages/param"
 
 	"github.com/grokproxy/grokproxy/internal/emulator/grokweb"
+	xaiemu "github.com/grokproxy/grokproxy/internal/emulator/xai"
 )
+
+// TestXAIStreamFlushesEachToken checks the same for the xai provider, whose
+// stream flushes only when no further upstream event has arrived.
+func TestXAIStreamFlushesEachToken(t *testing.T) {
+	const delay = 40 * time.Millisecond
+	m := startMixedGatewayWith(t, sqliteStore, false, xaiemu.Config{TokenDelay: delay, Chunks: 20}, xaiKeyA)
+	client := m.client(userKey)
+	stream := client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
+		Model:         "grok-4-fast",
+		Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Stream slowly.")},
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: param.NewOpt(true)},
+	})
+
+	var arrivals []time.Time
+	usage := int64(0)
+	for stream.Next() {
+		ch := stream.Current()
+		if len(ch.Choices) > 0 && ch.Choices[0].Delta.Content != "" {
+			arrivals = append(arrivals, time.Now())
+		}
+		usage += ch.Usage.TotalTokens
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	if len(arrivals) < 20 {
+		t.Fatalf("got %d content chunks, want at least 20", len(arrivals))
+	}
+	if usage == 0 {
+		t.Error("the stream ended without a usage chunk")
+	}
+
+	// Each gap between tokens must reach the client as a gap: no token
+	// waits in the gateway's buffer for the next one.
+	short := 0
+	for i := 1; i < len(arrivals); i++ {
+		if arrivals[i].Sub(arrivals[i-1]) < delay/2 {
+			short++
+		}
+	}
+	if short > 2 {
+		t.Errorf("%d of %d chunks arrived less than %v after the one before; tokens were held back", short, len(arrivals)-1, delay/2)
+	}
+}
 
 // TestStreamFlushesEachToken checks that chunks reach the client as the
 // upstream produces them, not all at once when the answer is complete.

@@ -38,7 +38,15 @@ type mixedGateway struct {
 // one xai session per key.
 func startMixedGateway(t *testing.T, kind storeKind, grok bool, keys ...string) *mixedGateway {
 	t.Helper()
-	emu := xaiemu.New(xaiemu.Config{Keys: []string{xaiKeyA, xaiKeyB}, Chunks: 6})
+	return startMixedGatewayWith(t, kind, grok, xaiemu.Config{Chunks: 6}, keys...)
+}
+
+// startMixedGatewayWith is startMixedGateway with an emulator configured by
+// cfg. The emulator accepts xaiKeyA and xaiKeyB whatever cfg.Keys says.
+func startMixedGatewayWith(t *testing.T, kind storeKind, grok bool, cfg xaiemu.Config, keys ...string) *mixedGateway {
+	t.Helper()
+	cfg.Keys = []string{xaiKeyA, xaiKeyB}
+	emu := xaiemu.New(cfg)
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
 	g := startGateway(t, kind, withConfig(func(c *config.Config) { c.XAIBaseURL = srv.URL + "/v1" }))

@@ -295,6 +295,16 @@ func (u *upstreamCall) peek() error {
 }
 
 // next returns the next event, first those read while peeking.
+// ready reports whether next can return without waiting for the upstream.
+// Streams that cannot tell are never ready.
+func (u *upstreamCall) ready() bool {
+	if len(u.pending) > 0 {
+		return true
+	}
+	rs, ok := u.stream.(upstream.ReadyStream)
+	return ok && rs.Ready()
+}
+
 func (u *upstreamCall) next() (upstream.Event, error) {
 	if len(u.pending) > 0 {
 		ev := u.pending[0]

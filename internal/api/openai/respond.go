@@ -140,6 +140,12 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, call *chatCall,
 		return canceled(err)
 	}
 	for {
+		// Flush before waiting for the upstream, not after every event.
+		if sse.unflushed && !up.ready() {
+			if err := sse.flush(); err != nil {
+				return canceled(err)
+			}
+		}
 		ev, err := up.next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -154,7 +160,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, call *chatCall,
 		}
 		last := ans.add(ev)
 		if d, ok := eventDelta(ev); ok {
-			if err := sse.event(call.chunk(d, nil)); err != nil {
+			if err := sse.write(call.chunk(d, nil)); err != nil {
 				return canceled(err)
 			}
 		}
@@ -167,14 +173,14 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, call *chatCall,
 
 func (h *Handler) finishStream(sse *sseWriter, call *chatCall, ans *answer) error {
 	finish := finishReason(ans)
-	if err := sse.event(call.chunk(delta{}, &finish)); err != nil {
+	if err := sse.write(call.chunk(delta{}, &finish)); err != nil {
 		return canceled(err)
 	}
 	if call.req.StreamOptions != nil && call.req.StreamOptions.IncludeUsage {
 		c := call.chunk(delta{}, nil)
 		c.Choices = []chunkChoice{}
 		c.Usage = usageOf(call, ans)
-		if err := sse.event(c); err != nil {
+		if err := sse.write(c); err != nil {
 			return canceled(err)
 		}
 	}

@@ -82,13 +82,16 @@ type delta struct {
 	ToolCalls        []toolCall `json:"tool_calls,omitempty"`
 }
 
-// sseWriter writes server-sent events and flushes each one, so every
-// upstream token reaches the client as it arrives.
+// sseWriter writes server-sent events. The stream handler flushes them
+// whenever the upstream has no further event ready, so every upstream token
+// reaches the client as it arrives, and tokens that arrived together leave
+// in one write.
 type sseWriter struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	buf     []byte
-	started bool
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	buf       []byte
+	started   bool
+	unflushed bool // events were written since the last flush
 }
 
 func newSSEWriter(w http.ResponseWriter) *sseWriter {
@@ -107,24 +110,47 @@ func (s *sseWriter) start() {
 
 // event writes one "data: <json>" event and flushes it.
 func (s *sseWriter) event(v any) error {
+	if err := s.write(v); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+// write writes one "data: <json>" event without flushing it.
+func (s *sseWriter) write(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return s.data(b)
+	return s.writeData(b)
 }
 
+// data writes one event with payload as its data and flushes it.
 func (s *sseWriter) data(payload []byte) error {
+	if err := s.writeData(payload); err != nil {
+		return err
+	}
+	return s.flush()
+}
+
+func (s *sseWriter) writeData(payload []byte) error {
 	s.buf = append(s.buf[:0], "data: "...)
 	s.buf = append(s.buf, payload...)
 	s.buf = append(s.buf, '\n', '\n')
 	if _, err := s.w.Write(s.buf); err != nil {
 		return err
 	}
+	s.unflushed = true
+	return nil
+}
+
+// flush sends the events written so far.
+func (s *sseWriter) flush() error {
+	s.unflushed = false
 	return s.rc.Flush()
 }
 
-// done writes the closing [DONE] event.
+// done writes the closing [DONE] event and flushes the stream.
 func (s *sseWriter) done() error {
 	return s.data([]byte("[DONE]"))
 }

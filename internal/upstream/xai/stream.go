@@ -170,6 +170,26 @@ func (s *sseStream) Next() (upstream.Event, error) {
 	return ev, nil
 }
 
+// Ready reports whether Next can return without reading from the network:
+// an event is queued, or the read buffer holds a whole data line (readEvent
+// reads the lines before it from the buffer too).
+func (s *sseStream) Ready() bool {
+	if len(s.queue) > 0 || s.ended {
+		return true
+	}
+	buf, _ := s.rd.Peek(s.rd.Buffered())
+	for {
+		end := bytes.IndexByte(buf, '\n')
+		if end < 0 {
+			return false
+		}
+		if bytes.HasPrefix(buf, []byte("data:")) {
+			return true
+		}
+		buf = buf[end+1:]
+	}
+}
+
 // readEvent reads lines until one data line was handled.
 func (s *sseStream) readEvent() error {
 	for {
