@@ -38,14 +38,15 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9201", "loopback host:port to listen on")
 	upstream := flag.String("upstream", "http://127.0.0.1:9100", "origin of the upstream, without /v1")
 	idlePerHost := flag.Int("max-idle-per-host", 1024, "idle keep-alive connections kept to the upstream")
+	h2c := flag.Bool("h2c", false, "speak HTTP/2 without TLS to the upstream, as the gateway does with XAI_HTTP2_CLEARTEXT")
 	flag.Parse()
-	if err := run(*mode, *listen, *upstream, *idlePerHost); err != nil {
+	if err := run(*mode, *listen, *upstream, *idlePerHost, *h2c); err != nil {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(mode, listen, upstream string, idlePerHost int) error {
+func run(mode, listen, upstream string, idlePerHost int, h2c bool) error {
 	target, err := url.Parse(upstream)
 	if err != nil || target.Host == "" {
 		return fmt.Errorf("invalid -upstream %q", upstream)
@@ -53,6 +54,10 @@ func run(mode, listen, upstream string, idlePerHost int) error {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = idlePerHost
 	t.MaxIdleConnsPerHost = idlePerHost
+	if h2c {
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetUnencryptedHTTP2(true)
+	}
 
 	var h http.Handler
 	switch mode {

@@ -139,9 +139,9 @@ func (e *environment) measure(ctx context.Context, sc scenario, sys string) meas
 	var debugAddr string
 	switch sys {
 	case sysProxy, sysRelay:
-		sut, target, err = e.startBaseline(sys, upAddr)
+		sut, target, err = e.startBaseline(sys, upAddr, sc.h2c)
 	case sysGateway, sysGatewayGrok, sysGatewayRedis:
-		sut, target, debugAddr, err = e.startGateway(ctx, sys, provider, upAddr)
+		sut, target, debugAddr, err = e.startGateway(ctx, sys, provider, upAddr, sc.h2c)
 		key = e.userKeys[sys]
 		if sys == sysGatewayGrok {
 			model = modelGrok
@@ -206,14 +206,14 @@ func (e *environment) startEmulator(provider string, sc scenario) (*proc, string
 	return p, "http://" + addr, nil
 }
 
-func (e *environment) startBaseline(mode, upstream string) (*proc, string, error) {
+func (e *environment) startBaseline(mode, upstream string, h2c bool) (*proc, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	p, err := start(e.dir, "baseline-"+mode, filepath.Join(e.o.bin, "baseline"), nil,
-		"-mode", mode, "-listen", addr, "-upstream", upstream)
+		"-mode", mode, "-listen", addr, "-upstream", upstream, "-h2c="+strconv.FormatBool(h2c))
 	if err != nil {
 		return nil, "", err
 	}
@@ -226,7 +226,7 @@ func (e *environment) startBaseline(mode, upstream string) (*proc, string, error
 
 // startGateway starts the gateway with what a production operator turns
 // on, and the first time for each system adds the sessions and a user key.
-func (e *environment) startGateway(ctx context.Context, sys, provider, upstream string) (*proc, string, string, error) {
+func (e *environment) startGateway(ctx context.Context, sys, provider, upstream string, h2c bool) (*proc, string, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", "", err
@@ -241,13 +241,14 @@ func (e *environment) startGateway(ctx context.Context, sys, provider, upstream 
 		"GROKPROXY_ENCRYPTION_KEY=" + e.encKey,
 		"ADMIN_API_KEYS=" + adminKey,
 		"XAI_BASE_URL=" + upstream + "/v1",
+		"XAI_HTTP2_CLEARTEXT=" + strconv.FormatBool(h2c),
 		"GROK_BASE_URL=" + upstream,
 		"MODELS_FILE=" + filepath.Join(e.dir, "models.yaml"),
 		"LOG_LEVEL=info", "LOG_FORMAT=json", "METRICS_ENABLED=true",
 		"USER_RATE_LIMIT_PER_MINUTE=1000000",
 		"SESSION_RATE_LIMIT_PER_SECOND=1000000",
 		"SESSION_ROTATION_THRESHOLD=0",
-		"MAX_IN_FLIGHT=" + strconv.Itoa(max(1024, e.o.slowClients+1000)),
+		"MAX_IN_FLIGHT=" + strconv.Itoa(max(1024, e.o.slowClients+1000, e.o.slowGrokClients+1000)),
 		"AUDIT_SPOOL_PATH=" + filepath.Join(e.dir, sys+"-audit.spool"),
 		"REDIS_URL=",
 	}

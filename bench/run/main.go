@@ -27,17 +27,19 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	slowClients int
-	slowPace    time.Duration
-	slowRead    time.Duration
-	slowRamp    time.Duration
-	sessions    int
-	profileDir  string
-	goBench     string
-	findings    string
-	only        string
-	systems     string
-	note        string
-	loadBefore  string
+	// slowGrokClients is the client count of the Grok web slow-stream run.
+	slowGrokClients int
+	slowPace        time.Duration
+	slowRead        time.Duration
+	slowRamp        time.Duration
+	sessions        int
+	profileDir      string
+	goBench         string
+	findings        string
+	only            string
+	systems         string
+	note            string
+	loadBefore      string
 }
 
 func main() {
@@ -49,6 +51,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each run, a Go duration")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time at the start of each run, a Go duration")
 	flag.IntVar(&o.slowClients, "slow-clients", 10000, "concurrent clients of the slow-stream scenario")
+	flag.IntVar(&o.slowGrokClients, "slow-grok-clients", 10000, "concurrent clients of the Grok web slow-stream scenario")
 	flag.DurationVar(&o.slowPace, "slow-pace", time.Second, "pause between the emulators' tokens in the slow-stream scenario, a Go duration")
 	flag.DurationVar(&o.slowRead, "slow-read", 500*time.Millisecond, "pause of each slow client after each event, a Go duration")
 	flag.DurationVar(&o.slowRamp, "slow-ramp", 8*time.Second, "time over which the slow clients connect, a Go duration")

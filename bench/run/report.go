@@ -114,8 +114,8 @@ func (r report) writeMachine(w func(string, ...any)) {
 		w("| machine load | %s |\n", r.opts.note)
 	}
 	w("| measured time per run | %s after a %s warm-up |\n", r.opts.duration, r.opts.warmup)
-	w("| slow-stream scenario | %d clients connecting over %s, one stream each; emulator pause %s per token, client pause %s per event |\n",
-		r.opts.slowClients, r.opts.slowRamp, r.opts.slowPace, r.opts.slowRead)
+	w("| slow-stream scenarios | %d clients (%d on Grok web) connecting over %s, one stream each; emulator pause %s per token, client pause %s per event; the xai systems speak HTTP/2 without TLS to the emulator (gateway XAI_HTTP2_CLEARTEXT, baselines -h2c), the Grok web client HTTP/1.1 |\n",
+		r.opts.slowClients, r.opts.slowGrokClients, r.opts.slowRamp, r.opts.slowPace, r.opts.slowRead)
 	w("| upstream | emulators with no delay (20 chunks per streamed response), %d accounts or keys, all sessions of the gateway |\n", r.opts.sessions)
 	w("| gateway settings | key auth (a user key, bcrypt cost 12, cached after the first request); USER_RATE_LIMIT_PER_MINUTE and the user's limit 1,000,000; SESSION_RATE_LIMIT_PER_SECOND 1,000,000; SESSION_ROTATION_THRESHOLD 0; pool selection over all sessions; audit records to PostgreSQL on the same machine (STORE_CONTENT full); METRICS_ENABLED true; LOG_LEVEL info, JSON to a file; MAX_IN_FLIGHT raised for the slow streams; no REDIS_URL except in the redis-* scenarios |\n")
 	w("\n")
@@ -293,7 +293,7 @@ func (r report) writeTranslation(w func(string, ...any)) {
 	w("against the Grok web emulator rather than by xAI sessions.\n\n")
 	w("| scenario | gateway CPU/1k (xai) | gateway CPU/1k (grok) | difference | p50 (xai) | p50 (grok) |\n")
 	w("| --- | ---: | ---: | ---: | ---: | ---: |\n")
-	for _, sc := range []string{"single", "chat-32", "chat-256", "stream-32", "stream-256", "slow-streams"} {
+	for _, sc := range []string{"single", "chat-32", "chat-256", "stream-32", "stream-256"} {
 		x, ok1 := r.find(sc, sysGateway)
 		g, ok2 := r.find(sc, sysGatewayGrok)
 		if !ok1 || !ok2 {

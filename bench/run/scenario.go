@@ -29,7 +29,12 @@ type scenario struct {
 	stream  bool
 	// slow scenarios pace the emulator's tokens, start the clients over
 	// a ramp, and have each read slowly and send one request.
-	slow    bool
+	slow bool
+	// h2c has the xai systems speak HTTP/2 without TLS to the emulator, as
+	// they speak HTTP/2 through TLS to the real API, so that upstream
+	// streams share connections and the gateway needs one descriptor per
+	// stream, not two.
+	h2c     bool
 	systems []string
 }
 
@@ -40,8 +45,13 @@ func scenarios(o options) []scenario {
 		{name: "chat-256", title: "non-streamed chat, 256 clients", clients: 256, systems: allSystems},
 		{name: "stream-32", title: "streamed chat (20 chunks), 32 clients", clients: 32, stream: true, systems: allSystems},
 		{name: "stream-256", title: "streamed chat (20 chunks), 256 clients", clients: 256, stream: true, systems: allSystems},
-		{name: "slow-streams", title: fmt.Sprintf("streamed chat, %d slow clients", o.slowClients), clients: o.slowClients,
-			stream: true, slow: true, systems: allSystems},
+		{name: "slow-streams", title: fmt.Sprintf("streamed chat, %d slow clients, HTTP/2 upstream", o.slowClients), clients: o.slowClients,
+			stream: true, slow: true, h2c: true, systems: []string{sysDirect, sysProxy, sysRelay, sysGateway}},
+		// The Grok web client speaks HTTP/1.1 to the emulator, so the
+		// gateway holds two descriptors per stream and the count follows
+		// the open-files limit.
+		{name: "slow-streams-grok", title: fmt.Sprintf("streamed chat, %d slow clients, Grok web", o.slowGrokClients), clients: o.slowGrokClients,
+			stream: true, slow: true, systems: []string{sysGatewayGrok}},
 		{name: "redis-chat-256", title: "non-streamed chat, 256 clients, with REDIS_URL", clients: 256,
 			systems: []string{sysGatewayRedis}},
 		{name: "redis-stream-256", title: "streamed chat (20 chunks), 256 clients, with REDIS_URL", clients: 256,

@@ -86,6 +86,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen on %q: %w", *listen, err)
 	}
 	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
+	// Besides HTTP/1.1 it accepts HTTP/2 without TLS (prior knowledge),
+	// which XAI_HTTP2_CLEARTEXT makes the gateway speak.
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1000}
 	fmt.Fprintf(stdout, "listening on http://%s/v1\n", ln.Addr())
 	log.Info("listening", "addr", ln.Addr().String(), "keys", len(list))
 

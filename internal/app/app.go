@@ -180,7 +180,7 @@ func (a *App) build(ctx context.Context) error {
 	}
 	a.Store = instrumented.New(a.Store, a.Registry, instrumented.Options{MaxConns: maxConns})
 
-	xaiConfig := xai.Config{BaseURL: cfg.XAIBaseURL}
+	xaiConfig := xai.Config{BaseURL: cfg.XAIBaseURL, CleartextHTTP2: cfg.XAIHTTP2Cleartext}
 	if err := xaiConfig.Validate(); err != nil {
 		return fmt.Errorf("XAI_BASE_URL: %w", err)
 	}

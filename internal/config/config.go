@@ -38,6 +38,9 @@ type Config struct {
 
 	GrokBaseURL string // GROK_BASE_URL: origin of the Grok web app, default https://grok.com
 	XAIBaseURL  string // XAI_BASE_URL: official xAI API base, default https://api.x.ai/v1
+	// XAIHTTP2Cleartext is XAI_HTTP2_CLEARTEXT: HTTP/2 without TLS to an
+	// http:// XAI_BASE_URL.
+	XAIHTTP2Cleartext bool
 
 	// The Grok web settings below follow a protocol that drifts; each one
 	// names the period its default matches in docs/grok-web-settings.md.

@@ -44,6 +44,7 @@ var Settings = []Setting{
 	{Name: "GROK_TLS_PROFILE", Default: "chrome", Help: "TLS and HTTP/2 fingerprint toward Grok: chrome (newest known), chrome_133, chrome_131, chrome_124, chrome_120, chrome_117 or go", set: str(func(c *Config) *string { return &c.GrokTLSProfile })},
 	{Name: "GROK_PROXY_URL", Secret: true, Help: "outbound proxy (http, https or socks5 URL) of Grok sessions without their own (empty: direct)", set: secretValue(func(c *Config) *secret.Value { return &c.GrokProxyURL })},
 	{Name: "XAI_BASE_URL", Default: "https://api.x.ai/v1", Help: "base URL of the official xAI API", set: str(func(c *Config) *string { return &c.XAIBaseURL })},
+	{Name: "XAI_HTTP2_CLEARTEXT", Default: "false", Help: "speak HTTP/2 without TLS to an http:// XAI_BASE_URL, such as a local relay that accepts it (https URLs use HTTP/2 anyway)", set: boolean(func(c *Config) *bool { return &c.XAIHTTP2Cleartext })},
 	{Name: "LOG_LEVEL", Default: "info", Help: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 	{Name: "LOG_FORMAT", Default: "json", Help: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
 	{Name: "METRICS_ENABLED", Default: "true", Help: "serve Prometheus metrics on /metrics", set: boolean(func(c *Config) *bool { return &c.MetricsEnabled })},

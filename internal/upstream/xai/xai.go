@@ -36,6 +36,11 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock for Retry-After dates. Default time.Now.
 	Now func() time.Time
+	// CleartextHTTP2 makes the default client speak HTTP/2 without TLS to
+	// an http:// BaseURL (prior knowledge, no HTTP/1.1), so that many
+	// streams share a few connections. https URLs use HTTP/2 through TLS
+	// wherever the server offers it. It has no effect with HTTPClient set.
+	CleartextHTTP2 bool
 }
 
 // Validate reports a base URL that New would not accept.
@@ -76,6 +81,11 @@ func New(cfg Config) *Client {
 		// Go's default keeps 2 idle connections per host, so concurrent
 		// requests to the one upstream host would each dial anew.
 		t.MaxIdleConns, t.MaxIdleConnsPerHost = 1024, 512
+		if cfg.CleartextHTTP2 {
+			t.Protocols = new(http.Protocols)
+			t.Protocols.SetHTTP2(true)
+			t.Protocols.SetUnencryptedHTTP2(true)
+		}
 		c.http = &http.Client{Transport: t}
 	}
 	if c.now == nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -401,5 +402,41 @@ func TestImagesReturnsPNGBytes(t *testing.T) {
 	var ue *upstream.Error
 	if !errors.As(err, &ue) || ue.Outcome != upstream.OutcomeRateLimited || ue.RetryAfter != 5*time.Second {
 		t.Errorf("Images under a 429 = %v; want rate_limited with a 5s reset", err)
+	}
+}
+
+func TestChatOverCleartextHTTP2(t *testing.T) {
+	emu := xaiemu.New(xaiemu.Config{Keys: []string{keyA}, Chunks: 3})
+	var mu sync.Mutex
+	var protos []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		protos = append(protos, r.Proto)
+		mu.Unlock()
+		emu.ServeHTTP(w, r)
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := xai.New(xai.Config{BaseURL: srv.URL + "/v1", CleartextHTTP2: true})
+
+	msgs := []upstream.Message{{Role: "user", Text: "over h2c"}}
+	s, err := c.Chat(context.Background(), cred(keyA), upstream.ChatRequest{Model: "grok-3", Messages: msgs, Stream: true})
+	if err != nil {
+		t.Fatalf("Chat: %v", err)
+	}
+	evs, err := drain(t, s)
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	if got := textOf(evs, upstream.EventText); !strings.HasPrefix(got, "Echo: over h2c") {
+		t.Errorf("text = %q; want the echo of the prompt", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(protos) != 1 || protos[0] != "HTTP/2.0" {
+		t.Errorf("requests arrived as %q; want one HTTP/2.0 request", protos)
 	}
 }
