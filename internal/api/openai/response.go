@@ -164,4 +164,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	w.Write(b)
+	// Send the response now rather than when the handler chain returns, so
+	// that the client does not wait for the access log and the audit record.
+	http.NewResponseController(w).Flush()
 }

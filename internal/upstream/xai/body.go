@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	"github.com/grokproxy/grokproxy/internal/upstream"
 )
@@ -37,7 +38,32 @@ func requestBody(req upstream.ChatRequest) ([]byte, error) {
 		// Usage comes only in the last chunk, and only when asked for.
 		fields["stream_options"] = json.RawMessage(`{"include_usage":true}`)
 	}
-	return json.Marshal(fields)
+	return joinObject(fields), nil
+}
+
+// joinObject writes fields as one JSON object with sorted keys. Every value
+// is valid JSON already (json.Unmarshal checked the caller's, the gateway
+// encoded its own), so unlike json.Marshal it does not scan them again.
+func joinObject(fields map[string]json.RawMessage) []byte {
+	keys := make([]string, 0, len(fields))
+	size := 2
+	for k, v := range fields {
+		keys = append(keys, k)
+		size += len(k) + len(v) + 8
+	}
+	slices.Sort(keys)
+	out := make([]byte, 0, size)
+	out = append(out, '{')
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		name, _ := json.Marshal(k)
+		out = append(out, name...)
+		out = append(out, ':')
+		out = append(out, fields[k]...)
+	}
+	return append(out, '}')
 }
 
 // wireMessage is one message in OpenAI's request format.

@@ -150,7 +150,9 @@ type sseStream struct {
 }
 
 func newSSEStream(ctx context.Context, body io.ReadCloser) *sseStream {
-	return &sseStream{ctx: ctx, body: body, rd: bufio.NewReaderSize(body, 4<<10)} // long lines are joined by readLine
+	// A chunk line is a few hundred bytes, and an idle stream keeps this
+	// buffer, so it is small. readLine joins longer lines.
+	return &sseStream{ctx: ctx, body: body, rd: bufio.NewReaderSize(body, 1<<10)}
 }
 
 // Next returns the next event. The stream ends with EventDone after the
