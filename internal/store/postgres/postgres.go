@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,6 +177,25 @@ func (backend) LockTx(ctx context.Context, q sqlstore.Querier, key int64) error 
 
 func (backend) MaxBatchRows(columns int) int {
 	return min(maxBatchRows, maxParameters/columns)
+}
+
+// ColumnInsert returns an INSERT ... SELECT over unnest of one array
+// parameter per column. jsonb values travel as text and are cast, so that
+// callers pass JSON documents as strings.
+func (backend) ColumnInsert(table string, columns, types []string, onConflict string) string {
+	params := make([]string, len(columns))
+	selected := make([]string, len(columns))
+	for i, c := range columns {
+		typ, expr := types[i], c
+		if typ == "jsonb" {
+			typ, expr = "text", c+"::jsonb"
+		}
+		params[i] = "$" + strconv.Itoa(i+1) + "::" + typ + "[]"
+		selected[i] = expr
+	}
+	list := strings.Join(columns, ", ")
+	return "INSERT INTO " + table + " (" + list + ") SELECT " + strings.Join(selected, ", ") +
+		" FROM unnest(" + strings.Join(params, ", ") + ") AS incoming (" + list + ") " + onConflict
 }
 
 // nullTime scans a timestamptz into a time.Time in UTC. NULL becomes the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/grokproxy/grokproxy/internal/store"
 )
@@ -20,12 +21,28 @@ var generationColumns = []string{
 	"client_ip", "stream", "created_at", "content_crypted",
 }
 
+// generationTypes are the SQL types of generationColumns, for backends
+// that insert rows as one array per column.
+var generationTypes = []string{
+	"text", "text", "text", "text", "text", "text",
+	"text", "text", "bytea", "bytea", "bytea", "text",
+	"integer", "integer", "integer", "boolean",
+	"integer", "text", "jsonb", "bigint", "bigint",
+	"text", "boolean", "timestamptz", "boolean",
+}
+
+// columnBatchRows is the number of rows per statement of a ColumnInserter.
+// Its statements bind one parameter per column, so PostgreSQL's limit of
+// 65,535 parameters does not bound the row count.
+const columnBatchRows = 1000
+
 // defaultGenerationLimit is the page size of Generations when the filter
 // sets none.
 const defaultGenerationLimit = 100
 
 // InsertGenerations inserts gs in one transaction, with INSERT statements of
-// up to Backend.MaxBatchRows rows. A row whose ID is already stored is
+// up to Backend.MaxBatchRows rows, or of columnBatchRows rows bound as one
+// array per column when the backend is a ColumnInserter. A row whose ID is already stored is
 // skipped, so a batch may be replayed. A generation with an empty ID gets a
 // new UUID and one with a zero CreatedAt the current time, in the slice
 // itself.
@@ -46,10 +63,22 @@ func (s *Store) InsertGenerations(ctx context.Context, gs []store.Generation) er
 		}
 	}
 	batch := max(1, s.b.MaxBatchRows(len(generationColumns)))
+	ci, byColumn := s.b.(ColumnInserter)
+	if byColumn {
+		batch = columnBatchRows
+	}
 	err := s.b.InTx(ctx, func(q Querier) error {
 		for start := 0; start < len(gs); start += batch {
 			chunk := gs[start:min(start+batch, len(gs))]
-			query, args, err := s.insertGenerationsQuery(chunk)
+			var query string
+			var args []any
+			var err error
+			if byColumn {
+				query = ci.ColumnInsert("generations", generationColumns, generationTypes, "ON CONFLICT (id) DO NOTHING")
+				args, err = s.generationColumnArgs(chunk)
+			} else {
+				query, args, err = s.insertGenerationsQuery(chunk)
+			}
 			if err != nil {
 				return err
 			}
@@ -92,6 +121,41 @@ func (s *Store) insertGenerationsQuery(gs []store.Generation) (string, []any, er
 	}
 	sb.WriteString(" ON CONFLICT (id) DO NOTHING")
 	return sb.String(), args, nil
+}
+
+// generationColumnArgs returns one slice per column of gs, for a
+// ColumnInserter's statement.
+func (s *Store) generationColumnArgs(gs []store.Generation) ([]any, error) {
+	var (
+		ids, requestIDs, userIDs, keyIDs, sessionIDs, conversationIDs     = make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs))
+		providers, models, finishReasons, errorTypes, attempts, clientIPs = make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs))
+		prompts, responses, reasonings                                    = make([][]byte, len(gs)), make([][]byte, len(gs)), make([][]byte, len(gs))
+		promptTokens, completionTokens, reasoningTokens, statuses         = make([]int32, len(gs)), make([]int32, len(gs)), make([]int32, len(gs)), make([]int32, len(gs))
+		latencies, firstTokens                                            = make([]int64, len(gs)), make([]int64, len(gs))
+		estimated, streams, crypted                                       = make([]bool, len(gs)), make([]bool, len(gs)), make([]bool, len(gs))
+		created                                                           = make([]time.Time, len(gs))
+	)
+	for i := range gs {
+		g := &gs[i]
+		a, err := json.Marshal(nonNil(g.Attempts))
+		if err != nil {
+			return nil, fmt.Errorf("encode attempts of generation %q: %w", g.ID, err)
+		}
+		ids[i], requestIDs[i], userIDs[i], keyIDs[i], sessionIDs[i], conversationIDs[i] = g.ID, g.RequestID, g.UserID, g.KeyID, g.SessionID, g.ConversationID
+		providers[i], models[i], finishReasons[i], errorTypes[i], attempts[i], clientIPs[i] = g.Provider, g.Model, g.FinishReason, g.ErrorType, string(a), g.ClientIP
+		prompts[i], responses[i], reasonings[i] = textBytes(g.Prompt), textBytes(g.Response), textBytes(g.Reasoning)
+		promptTokens[i], completionTokens[i], reasoningTokens[i], statuses[i] = int32(g.PromptTokens), int32(g.CompletionTokens), int32(g.ReasoningTokens), int32(g.Status)
+		latencies[i], firstTokens[i] = g.LatencyMS, g.FirstTokenMS
+		estimated[i], streams[i], crypted[i] = g.TokensEstimated, g.Stream, g.ContentCrypted
+		created[i] = g.CreatedAt.UTC()
+	}
+	return []any{
+		ids, requestIDs, userIDs, keyIDs, sessionIDs, conversationIDs,
+		providers, models, prompts, responses, reasonings, finishReasons,
+		promptTokens, completionTokens, reasoningTokens, estimated,
+		statuses, errorTypes, attempts, latencies, firstTokens,
+		clientIPs, streams, created, crypted,
+	}, nil
 }
 
 func (s *Store) generationArgs(g *store.Generation) ([]any, error) {

@@ -69,6 +69,17 @@ type Backend interface {
 	MaxBatchRows(columns int) int
 }
 
+// ColumnInserter is a Backend that inserts many rows with one statement
+// whose arguments are one array per column. The statement text is the same
+// for any number of rows, so it is prepared once, and it binds a handful of
+// parameters instead of one per value.
+type ColumnInserter interface {
+	// ColumnInsert returns the statement that inserts into table the rows
+	// given as one array argument per column, of the given SQL types, and
+	// ends with the clause onConflict.
+	ColumnInsert(table string, columns, types []string, onConflict string) string
+}
+
 // Store implements the record methods of store.Store over a Backend. It is
 // safe for concurrent use when the backend's handles are.
 type Store struct {
