@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	_ "net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -39,7 +40,14 @@ func main() {
 	upstream := flag.String("upstream", "http://127.0.0.1:9100", "origin of the upstream, without /v1")
 	idlePerHost := flag.Int("max-idle-per-host", 1024, "idle keep-alive connections kept to the upstream")
 	h2c := flag.Bool("h2c", false, "speak HTTP/2 without TLS to the upstream, as the gateway does with XAI_HTTP2_CLEARTEXT")
+	debug := flag.String("debug", "", "loopback host:port for pprof, to profile the baseline beside the gateway (empty: none)")
 	flag.Parse()
+	if *debug != "" {
+		go func() {
+			err := http.ListenAndServe(*debug, http.DefaultServeMux)
+			fmt.Fprintln(os.Stderr, "baseline: debug listener:", err)
+		}()
+	}
 	if err := run(*mode, *listen, *upstream, *idlePerHost, *h2c); err != nil {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		os.Exit(1)
