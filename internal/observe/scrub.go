@@ -109,6 +109,9 @@ func (h scrubHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h scrubHandler) Handle(ctx context.Context, r slog.Record) error {
+	if recordClean(r) {
+		return h.next.Handle(ctx, r)
+	}
 	out := slog.NewRecord(r.Time, r.Level, Scrub(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(scrubAttr(a))
@@ -127,6 +130,35 @@ func (h scrubHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h scrubHandler) WithGroup(name string) slog.Handler {
 	return scrubHandler{next: h.next.WithGroup(name)}
+}
+
+// recordClean reports whether scrubbing would leave r as it is, so that it
+// can pass on without a copy: no secret key, and no message or string value
+// that could hold a secret. Errors, groups and other values count as unclean
+// and take the full path.
+func recordClean(r slog.Record) bool {
+	if mayHoldSecret(r.Message) {
+		return false
+	}
+	clean := true
+	r.Attrs(func(a slog.Attr) bool {
+		clean = attrClean(a)
+		return clean
+	})
+	return clean
+}
+
+func attrClean(a slog.Attr) bool {
+	if isSecretKey(a.Key) {
+		return false
+	}
+	switch a.Value.Kind() {
+	case slog.KindString:
+		return !mayHoldSecret(a.Value.String())
+	case slog.KindInt64, slog.KindUint64, slog.KindFloat64, slog.KindBool, slog.KindDuration, slog.KindTime:
+		return true
+	}
+	return false
 }
 
 func scrubAttr(a slog.Attr) slog.Attr {

@@ -64,6 +64,21 @@ func TestLoggerScrubsAttributes(t *testing.T) {
 	}
 }
 
+func TestLoggerCleanRecord(t *testing.T) {
+	var buf bytes.Buffer
+	log := observe.NewLogger(&buf, "info", "json")
+	log.Info("request", "route", "chat_completions", "status", 200, "password", 987654)
+	out := buf.String()
+	if strings.Contains(out, "987654") {
+		t.Errorf("a number under a secret key was logged: %s", out)
+	}
+	for _, want := range []string{`"msg":"request"`, `"route":"chat_completions"`, `"status":200`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log output lacks %s: %s", want, out)
+		}
+	}
+}
+
 func TestValidRequestID(t *testing.T) {
 	for id, want := range map[string]bool{
 		"abc-123":                true,
