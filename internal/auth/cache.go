@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"hash"
+	"io"
 	"sync"
 	"time"
 )
@@ -31,6 +33,7 @@ type cacheEntry struct {
 // that could be checked offline against a guess.
 type cache struct {
 	hmacKey []byte
+	macs    sync.Pool // of hash.Hash keyed with hmacKey
 
 	mu      sync.RWMutex // guards the fields below
 	entries map[[sha256.Size]byte]*cacheEntry
@@ -51,10 +54,15 @@ func newCache() *cache {
 
 // digest returns the map key of a key text.
 func (c *cache) digest(text string) [sha256.Size]byte {
-	m := hmac.New(sha256.New, c.hmacKey)
-	m.Write([]byte(text))
+	m, ok := c.macs.Get().(hash.Hash)
+	if !ok {
+		m = hmac.New(sha256.New, c.hmacKey)
+	}
+	m.Reset()
+	io.WriteString(m, text)
 	var d [sha256.Size]byte
 	m.Sum(d[:0])
+	c.macs.Put(m)
 	return d
 }
 

@@ -92,8 +92,11 @@ func (p *Pool) applyOutcomeLocked(e *entry, model string, outcome upstream.Outco
 // outcomeOf classifies err as upstream.OutcomeOf does, except that a bare
 // context.Canceled (the client went away) is canceled, not unavailable.
 func outcomeOf(err error) upstream.Outcome {
+	if err == nil {
+		return upstream.OutcomeOf(nil)
+	}
 	var ue *upstream.Error
-	if err != nil && !errors.As(err, &ue) && errors.Is(err, context.Canceled) {
+	if !errors.As(err, &ue) && errors.Is(err, context.Canceled) {
 		return upstream.OutcomeCanceled
 	}
 	return upstream.OutcomeOf(err)
