@@ -12,33 +12,35 @@ import (
 )
 
 // generationColumns lists the columns of generations in the order that
-// generationArgs and scanGeneration use.
-var generationColumns = []string{
-	"id", "request_id", "user_id", "key_id", "session_id", "conversation_id",
-	"provider", "model", "prompt", "response", "reasoning", "finish_reason",
-	"prompt_tokens", "completion_tokens", "reasoning_tokens", "tokens_estimated",
-	"status", "error_type", "attempts", "latency_ms", "first_token_ms",
-	"client_ip", "stream", "created_at", "content_crypted",
+// generationArgs and scanGeneration use, and generationTypes their SQL
+// types, for backends that insert rows as one array per column.
+var generationColumns, generationTypes = splitColumns([][2]string{
+	{"id", "text"}, {"request_id", "text"}, {"user_id", "text"}, {"key_id", "text"},
+	{"session_id", "text"}, {"conversation_id", "text"}, {"provider", "text"}, {"model", "text"},
+	{"prompt", "bytea"}, {"response", "bytea"}, {"reasoning", "bytea"}, {"finish_reason", "text"},
+	{"prompt_tokens", "integer"}, {"completion_tokens", "integer"}, {"reasoning_tokens", "integer"},
+	{"tokens_estimated", "boolean"}, {"status", "integer"}, {"error_type", "text"}, {"attempts", "jsonb"},
+	{"latency_ms", "bigint"}, {"first_token_ms", "bigint"}, {"client_ip", "text"}, {"stream", "boolean"},
+	{"created_at", "timestamptz"}, {"content_crypted", "boolean"},
+})
+
+// splitColumns splits name and type pairs into two lists.
+func splitColumns(pairs [][2]string) (names, types []string) {
+	for _, p := range pairs {
+		names = append(names, p[0])
+		types = append(types, p[1])
+	}
+	return names, types
 }
 
-// generationTypes are the SQL types of generationColumns, for backends
-// that insert rows as one array per column.
-var generationTypes = []string{
-	"text", "text", "text", "text", "text", "text",
-	"text", "text", "bytea", "bytea", "bytea", "text",
-	"integer", "integer", "integer", "boolean",
-	"integer", "text", "jsonb", "bigint", "bigint",
-	"text", "boolean", "timestamptz", "boolean",
-}
+// defaultGenerationLimit is the page size of Generations when the filter
+// sets none.
+const defaultGenerationLimit = 100
 
 // columnBatchRows is the number of rows per statement of a ColumnInserter.
 // Its statements bind one parameter per column, so PostgreSQL's limit of
 // 65,535 parameters does not bound the row count.
 const columnBatchRows = 1000
-
-// defaultGenerationLimit is the page size of Generations when the filter
-// sets none.
-const defaultGenerationLimit = 100
 
 // InsertGenerations inserts gs in one transaction, with INSERT statements of
 // up to Backend.MaxBatchRows rows, or of columnBatchRows rows bound as one
