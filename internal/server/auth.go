@@ -87,10 +87,11 @@ func (s *Server) rateLimit(next http.Handler) http.Handler {
 			s.limiterUnavailable(w, r, err)
 			return
 		}
+		// Canonical names, so that Set does not build them per request.
 		h := w.Header()
-		h.Set("x-ratelimit-limit-requests", strconv.Itoa(d.Limit))
-		h.Set("x-ratelimit-remaining-requests", strconv.Itoa(d.Remaining))
-		h.Set("x-ratelimit-reset-requests", formatReset(d.Reset))
+		h.Set("X-Ratelimit-Limit-Requests", strconv.Itoa(d.Limit))
+		h.Set("X-Ratelimit-Remaining-Requests", strconv.Itoa(d.Remaining))
+		h.Set("X-Ratelimit-Reset-Requests", formatReset(d.Reset))
 		if !d.Allowed {
 			s.metrics.RateLimited.WithLabelValues("user").Inc()
 			openai.WriteError(w, r, s.log, &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit,
