@@ -114,6 +114,7 @@ type Stats struct {
 	Written      int64 // records committed to the store, directly or by replay
 	Spooled      int64 // records appended to the spool
 	Dropped      int64 // records lost: dropped for room, corrupt in the spool or unsaved at Close
+	Rejected     int64 // records the store refused, kept in the rejected file
 }
 
 // Writer batches audit records to the store. Admit, Record, Stats and Erase
@@ -151,6 +152,7 @@ type Writer struct {
 	written      atomic.Int64
 	spooled      atomic.Int64
 	dropped      atomic.Int64
+	rejected     atomic.Int64
 }
 
 // New returns a Writer over st. It opens the spool, so Stats reports a spool
@@ -264,6 +266,7 @@ func (w *Writer) Stats() Stats {
 		Written:      w.written.Load(),
 		Spooled:      w.spooled.Load(),
 		Dropped:      w.dropped.Load(),
+		Rejected:     w.rejected.Load(),
 	}
 }
 

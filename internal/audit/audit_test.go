@@ -1,9 +1,11 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/grokproxy/grokproxy/internal/audit"
 	"github.com/grokproxy/grokproxy/internal/store"
+	"github.com/grokproxy/grokproxy/internal/store/postgres"
 	"github.com/grokproxy/grokproxy/internal/store/sqlite"
 )
 
@@ -430,7 +433,7 @@ func TestMetricsCountResults(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	w := audit.New(fastConfig(t), st, reg, nil)
 
-	for _, result := range []string{"written", "spooled", "dropped"} {
+	for _, result := range []string{"written", "spooled", "dropped", "rejected"} {
 		if got := recordsTotal(t, reg, result); got != 0 {
 			t.Errorf("records_total{result=%q} at start = %v; want 0", result, got)
 		}
@@ -487,4 +490,61 @@ func seriesCount(t *testing.T, reg *prometheus.Registry, name string) int {
 		}
 	}
 	return 0
+}
+
+// TestStoreRejectedRecordIsSetAside runs against PostgreSQL, which rejects a
+// NUL byte in a text column. Such a record goes to the rejected file, and the
+// records around it reach the store, written directly or replayed from the
+// spool after an outage.
+func TestStoreRejectedRecordIsSetAside(t *testing.T) {
+	for _, outage := range []bool{false, true} {
+		t.Run(fmt.Sprintf("outage=%v", outage), func(t *testing.T) {
+			st := &flakyStore{Store: postgres.OpenTest(t)}
+			st.down.Store(outage)
+			cfg := fastConfig(t)
+			w := audit.New(cfg, st, nil, nil)
+			start(t, w)
+
+			bad := gen(2, "u1")
+			bad.FinishReason = "stop\x00"
+			for _, g := range []store.Generation{gen(1, "u1"), bad, gen(3, "u1")} {
+				w.Record(g)
+			}
+			if outage {
+				waitFor(t, "all records spooled", func() bool { return w.Stats().SpoolRecords == 3 })
+				st.down.Store(false)
+			}
+			waitFor(t, "two records written and one rejected", func() bool {
+				s := w.Stats()
+				return s.Written == 2 && s.Rejected == 1
+			})
+
+			list, err := st.Generations(context.Background(), store.GenerationFilter{})
+			if err != nil {
+				t.Fatalf("list generations: %v", err)
+			}
+			var ids []string
+			for _, g := range list {
+				ids = append(ids, g.ID)
+			}
+			if len(ids) != 2 || ids[0] != gen(3, "u1").ID || ids[1] != gen(1, "u1").ID {
+				t.Errorf("stored ids = %v; want the two good records", ids)
+			}
+			info, err := os.Stat(cfg.SpoolPath + ".rejected")
+			if err != nil {
+				t.Fatalf("rejected file: %v", err)
+			}
+			if info.Mode().Perm() != 0o600 {
+				t.Errorf("rejected file mode = %v; want 0600", info.Mode().Perm())
+			}
+			kept, err := os.ReadFile(cfg.SpoolPath + ".rejected")
+			if err != nil {
+				t.Fatalf("read rejected file: %v", err)
+			}
+			if !bytes.Contains(kept, []byte(bad.RequestID)) || bytes.Contains(kept, []byte(gen(1, "u1").RequestID)) {
+				t.Errorf("rejected file = %q; want the bad record only", kept)
+			}
+			waitFor(t, "an empty spool", func() bool { return w.Stats().SpoolRecords == 0 })
+		})
+	}
 }

@@ -4,9 +4,10 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Results of grokproxy_audit_records_total.
 const (
-	resultWritten = "written"
-	resultSpooled = "spooled"
-	resultDropped = "dropped"
+	resultWritten  = "written"
+	resultSpooled  = "spooled"
+	resultDropped  = "dropped"
+	resultRejected = "rejected"
 )
 
 type metrics struct {
@@ -20,7 +21,7 @@ func newMetrics(w *Writer, reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "grokproxy_audit_records_total",
-			Help: "Audit records by result: written to the store, spooled to the local file, or dropped.",
+			Help: "Audit records by result: written to the store, spooled to the local file, refused by the store and kept in the rejected file, or dropped.",
 		}, []string{"result"}),
 		flushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "grokproxy_audit_flush_duration_seconds",
@@ -28,7 +29,7 @@ func newMetrics(w *Writer, reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 	}
-	for _, r := range []string{resultWritten, resultSpooled, resultDropped} {
+	for _, r := range []string{resultWritten, resultSpooled, resultDropped, resultRejected} {
 		m.records.WithLabelValues(r)
 	}
 	if reg == nil {

@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/grokproxy/grokproxy/internal/store"
@@ -77,24 +79,101 @@ func (w *Writer) flushBatchLocked(ctx context.Context) int {
 	}
 
 	if !w.storeDown && w.spoolPendingLocked() == 0 {
-		err := w.insert(ctx, batch)
+		done, err := w.writeLocked(ctx, batch)
 		if err == nil {
 			w.settle(len(batch), nil)
-			w.count(resultWritten, len(batch))
 			return len(batch)
 		}
 		if ctx.Err() != nil {
-			// Stopping, not a store failure: Close retries the batch.
-			w.settle(len(batch), batch)
-			return 0
+			// Stopping, not a store failure: Close retries the rest.
+			w.settle(len(batch), batch[done:])
+			return done
 		}
 		w.storeDown = true
 		if w.downLog.allow() {
-			w.log.Error("audit store write failed", "error", err, "records", len(batch),
+			w.log.Error("audit store write failed", "error", err, "records", len(batch)-done,
 				"spool", w.spool != nil)
 		}
+		w.settle(done, nil)
+		return done + w.spillLocked(batch[done:])
 	}
 	return w.spillLocked(batch)
+}
+
+// writeLocked writes gs to the store and returns how many of them, from the
+// start, it has written or set aside. When the store rejects the batch but
+// its ping succeeds, the writer tries the records one at a time. Each record
+// rejected while the ping still succeeds goes to the rejected file (see
+// keepRejectedLocked), so one bad record cannot hold back the rest.
+func (w *Writer) writeLocked(ctx context.Context, gs []store.Generation) (int, error) {
+	err := w.insert(ctx, gs)
+	if err == nil {
+		w.count(resultWritten, len(gs))
+		return len(gs), nil
+	}
+	if ctx.Err() != nil || w.ping(ctx) != nil {
+		return 0, err
+	}
+	for i, g := range gs {
+		err := w.insert(ctx, []store.Generation{g})
+		if err == nil {
+			w.count(resultWritten, 1)
+			continue
+		}
+		if ctx.Err() != nil || w.ping(ctx) != nil {
+			return i, err
+		}
+		if kerr := w.keepRejectedLocked(g, err); kerr != nil {
+			return i, kerr
+		}
+	}
+	return len(gs), nil
+}
+
+// ping checks that the store responds within the write timeout.
+func (w *Writer) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	return w.st.Ping(ctx)
+}
+
+// keepRejectedLocked appends g, which the store refused with cause, to the
+// rejected file next to the spool, in the spool's format, and logs it. An
+// operator repairs such records by hand. Without a spool the record is
+// dropped and counted as such.
+func (w *Writer) keepRejectedLocked(g store.Generation, cause error) error {
+	w.log.Error("audit record rejected by the store", "error", cause, "request_id", g.RequestID,
+		"kept_in", w.rejectedPath())
+	if w.cfg.SpoolPath == "" {
+		w.count(resultDropped, 1)
+		return nil
+	}
+	fr, err := encodeFrame(g)
+	if err != nil {
+		w.count(resultDropped, 1)
+		return nil
+	}
+	f, err := os.OpenFile(w.rejectedPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open the rejected audit file: %w", err)
+	}
+	_, werr := f.Write(fr)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		return fmt.Errorf("write the rejected audit file: %w", err)
+	}
+	w.count(resultRejected, 1)
+	return nil
+}
+
+// rejectedPath is the file of records the store refused: the spool path
+// with ".rejected" appended, or "" without a spool.
+func (w *Writer) rejectedPath() string {
+	if w.cfg.SpoolPath == "" {
+		return ""
+	}
+	return w.cfg.SpoolPath + ".rejected"
 }
 
 // spillLocked appends batch to the spool. Records that find no room go back
@@ -223,17 +302,15 @@ func (w *Writer) replayLocked(ctx context.Context) {
 			return
 		}
 		if len(gs) > 0 {
-			// TODO: a record that the store rejects for its content, not
-			// for an outage, fails this batch on every retry and holds
-			// back the whole spool behind it.
-			if err := w.insert(ctx, gs); err != nil {
+			// A failure after some records were written leaves them in the
+			// spool, and the next replay repeats them, which the store skips.
+			if _, err := w.writeLocked(ctx, gs); err != nil {
 				w.storeDown = ctx.Err() == nil
 				if w.storeDown && w.downLog.allow() {
 					w.log.Error("audit spool replay failed", "error", err, "spooled", s.pending())
 				}
 				return
 			}
-			w.count(resultWritten, len(gs))
 		}
 		if bad := frames - len(gs); bad > 0 {
 			w.count(resultDropped, bad)
@@ -486,6 +563,8 @@ func (w *Writer) count(result string, n int) {
 		w.spooled.Add(int64(n))
 	case resultDropped:
 		w.dropped.Add(int64(n))
+	case resultRejected:
+		w.rejected.Add(int64(n))
 	}
 	w.m.records.WithLabelValues(result).Add(float64(n))
 }
