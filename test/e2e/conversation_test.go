@@ -108,6 +108,44 @@ func TestConversationFiveTurns(t *testing.T) {
 	})
 }
 
+// TestConversationStreamedTurns checks that streamed answers continue the
+// upstream conversation too. Each next turn goes out as soon as the stream
+// ends, which works because the gateway saves the conversation before [DONE].
+func TestConversationStreamedTurns(t *testing.T) {
+	g := startGateway(t, sqliteStore)
+	c := g.client(userKey)
+	skip := len(g.Emu.Requests())
+
+	history := []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("You answer briefly.")}
+	for turn := 1; turn <= 3; turn++ {
+		history = append(history, openai.UserMessage(fmt.Sprintf("Streamed question %d?", turn)))
+		stream := c.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{Model: "grok-3", Messages: history})
+		var answer strings.Builder
+		for stream.Next() {
+			if ch := stream.Current(); len(ch.Choices) > 0 {
+				answer.WriteString(ch.Choices[0].Delta.Content)
+			}
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatalf("turn %d: %v", turn, err)
+		}
+		if want := fmt.Sprintf("turn %d.", turn); !strings.Contains(answer.String(), want) {
+			t.Errorf("turn %d answer lacks %q: %.80q", turn, want, answer.String())
+		}
+		history = append(history, openai.AssistantMessage(answer.String()))
+	}
+
+	chats := g.upstreamChats(skip)
+	if len(chats) != 3 {
+		t.Fatalf("upstream chat requests: %d; want 3", len(chats))
+	}
+	for i, ch := range chats[1:] {
+		if ch.ConversationID == "" || ch.ConversationID != chats[1].ConversationID {
+			t.Errorf("turn %d went to %s; want a follow-up of the first conversation", i+2, ch.Path)
+		}
+	}
+}
+
 func TestConversationEditedHistoryStartsOver(t *testing.T) {
 	g := startGateway(t, sqliteStore)
 	c := g.client(userKey)

@@ -198,9 +198,7 @@ func (h *Handler) attempt(w http.ResponseWriter, r *http.Request, call *chatCall
 		tried = append(tried, lease.SessionID)
 		up, err := h.open(ctx, call, lease, route)
 		if err == nil {
-			err = h.respond(w, r, call, lease, up)
-			h.saveConversation(ctx, call, lease, up)
-			return err
+			return h.respond(w, r, call, lease, up)
 		}
 		lastErr = err
 		if !upstream.OutcomeOf(err).Retryable() || ctx.Err() != nil {

@@ -66,10 +66,12 @@ func (call *chatCall) continueTurn(lease *pool.Lease, ureq *upstream.ChatRequest
 	ureq.ConversationID, ureq.ParentResponseID = c.UpstreamID, c.LastResponseID
 }
 
-// saveConversation records where a successful Grok web answer lives, so
-// the client's next turn can continue it.
-func (h *Handler) saveConversation(ctx context.Context, call *chatCall, lease *pool.Lease, up *upstreamCall) {
-	if h.Conversations == nil || lease.Provider != store.ProviderGrok || call.rec.ErrorType != "" || len(call.rec.Attempts) == 0 {
+// saveConversation records where a complete Grok web answer with the given
+// text lives, so the client's next turn can continue it. The handler calls
+// it before the client can see the end of the answer, so that a next turn
+// sent at once finds the conversation.
+func (h *Handler) saveConversation(ctx context.Context, call *chatCall, lease *pool.Lease, up *upstreamCall, text string) {
+	if h.Conversations == nil || lease.Provider != store.ProviderGrok {
 		return
 	}
 	var prev store.Conversation
@@ -80,7 +82,7 @@ func (h *Handler) saveConversation(ctx context.Context, call *chatCall, lease *p
 		SessionID:  lease.SessionID,
 		UpstreamID: up.meta.ConversationID,
 		ResponseID: up.meta.ResponseID,
-		Text:       call.rec.Response,
+		Text:       text,
 	})
 	if err != nil {
 		call.logger().Warn("conversation not saved; the next turn sends the whole history", "error", err)

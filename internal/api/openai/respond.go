@@ -47,10 +47,14 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, call *chatCall
 	defer up.stream.Close()
 	var ans answer
 	var err error
+	save := func() { h.saveConversation(r.Context(), call, lease, up, ans.text.String()) }
 	if call.req.Stream {
-		err = h.stream(w, r, call, up, &ans)
+		err = h.stream(w, r, call, up, &ans, save)
 	} else {
 		err = collect(up, &ans, h.Now)
+		if err == nil {
+			save()
+		}
 	}
 	h.release(call, lease, err, up.start)
 	h.fillRecord(call, &ans, up)
@@ -131,7 +135,7 @@ func (a *answer) addToolCall(d *upstream.ToolCallDelta) {
 
 // stream relays the answer as server-sent events. It returns the upstream
 // or write error that ended it early, or nil after [DONE].
-func (h *Handler) stream(w http.ResponseWriter, r *http.Request, call *chatCall, up *upstreamCall, ans *answer) error {
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, call *chatCall, up *upstreamCall, ans *answer, beforeDone func()) error {
 	sse := newSSEWriter(w)
 	sse.start()
 	empty := ""
@@ -168,10 +172,12 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, call *chatCall,
 			break
 		}
 	}
-	return h.finishStream(sse, call, ans)
+	return h.finishStream(sse, call, ans, beforeDone)
 }
 
-func (h *Handler) finishStream(sse *sseWriter, call *chatCall, ans *answer) error {
+// finishStream writes the closing chunks, runs beforeDone, and writes
+// [DONE], which flushes them all.
+func (h *Handler) finishStream(sse *sseWriter, call *chatCall, ans *answer, beforeDone func()) error {
 	finish := finishReason(ans)
 	if err := sse.write(call.chunk(delta{}, &finish)); err != nil {
 		return canceled(err)
@@ -184,6 +190,7 @@ func (h *Handler) finishStream(sse *sseWriter, call *chatCall, ans *answer) erro
 			return canceled(err)
 		}
 	}
+	beforeDone()
 	if err := sse.done(); err != nil {
 		return canceled(err)
 	}
