@@ -24,6 +24,12 @@ func TestChatOverGateway(t *testing.T) {
 	if !strings.Contains(first, "turn 1.") || !strings.Contains(second, "turn 2.") {
 		t.Errorf("answers = %q, %q; want turns 1 and 2 of one conversation", first, second)
 	}
+	// The emulator marks a session completed after its last frame, which
+	// the gateway may already have answered from.
+	g.waitUntil("two completed gateway sessions", func() bool {
+		gw := g.Emu.GatewaySessions()
+		return len(gw) == 2 && gw[0].Completed && gw[1].Completed
+	})
 	gw := g.Emu.GatewaySessions()
 	if len(gw) != 2 || !gw[0].Completed || !gw[1].Completed || gw[0].ConversationID != gw[1].ConversationID {
 		t.Errorf("gateway sessions = %+v; want two completed on one conversation", gw)
