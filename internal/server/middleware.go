@@ -348,10 +348,10 @@ func (s *Server) limitHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// writeDeadline bounds every write to the client by StreamWriteTimeout: a
-// client that stops reading is cut once a write has blocked that long, and
-// the handler's write fails, so the handler releases its session at once
-// instead of waiting for the request deadline.
+// writeDeadline bounds every write to the client by StreamWriteTimeout (see
+// deadlineWriter.extend). A client that stops reading is cut once a write
+// has blocked that long, and the handler's write fails, so the handler
+// releases its session at once instead of waiting for the request deadline.
 func (s *Server) writeDeadline(next http.Handler) http.Handler {
 	timeout := s.cfg.StreamWriteTimeout
 	if timeout <= 0 {
@@ -374,12 +374,22 @@ type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	until   time.Time // the deadline set last
 }
 
+// extend moves the deadline to timeout from now, unless at least nine
+// tenths of timeout remain. A stream writes many chunks a second, and each
+// new deadline re-arms a runtime timer. A write therefore fails after
+// blocking for between 0.9 and 1 times timeout.
 func (d *deadlineWriter) extend() {
+	now := time.Now()
+	if d.until.Sub(now) > d.timeout-d.timeout/10 {
+		return
+	}
+	d.until = now.Add(d.timeout)
 	// An error means the connection does not support deadlines (a test
 	// recorder, say); the write then runs unbounded, as before.
-	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	_ = d.rc.SetWriteDeadline(d.until)
 }
 
 func (d *deadlineWriter) Write(b []byte) (int, error) {
