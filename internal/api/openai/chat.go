@@ -292,7 +292,6 @@ func (u *upstreamCall) peek() error {
 	}
 }
 
-// next returns the next event, first those read while peeking.
 // ready reports whether next can return without waiting for the upstream.
 // Streams that cannot tell are never ready.
 func (u *upstreamCall) ready() bool {
@@ -303,6 +302,7 @@ func (u *upstreamCall) ready() bool {
 	return ok && rs.Ready()
 }
 
+// next returns the next event, first those read while peeking.
 func (u *upstreamCall) next() (upstream.Event, error) {
 	if len(u.pending) > 0 {
 		ev := u.pending[0]
