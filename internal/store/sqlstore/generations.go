@@ -125,39 +125,53 @@ func (s *Store) insertGenerationsQuery(gs []store.Generation) (string, []any, er
 	return sb.String(), args, nil
 }
 
-// generationColumnArgs returns one slice per column of gs, for a
-// ColumnInserter's statement.
+// generationColumnArgs returns the rows of generationArgs as one typed
+// slice per column, for a ColumnInserter's statement.
 func (s *Store) generationColumnArgs(gs []store.Generation) ([]any, error) {
-	var (
-		ids, requestIDs, userIDs, keyIDs, sessionIDs, conversationIDs     = make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs))
-		providers, models, finishReasons, errorTypes, attempts, clientIPs = make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs))
-		prompts, responses, reasonings                                    = make([][]byte, len(gs)), make([][]byte, len(gs)), make([][]byte, len(gs))
-		promptTokens, completionTokens, reasoningTokens, statuses         = make([]int32, len(gs)), make([]int32, len(gs)), make([]int32, len(gs)), make([]int32, len(gs))
-		latencies, firstTokens                                            = make([]int64, len(gs)), make([]int64, len(gs))
-		estimated, streams, crypted                                       = make([]bool, len(gs)), make([]bool, len(gs)), make([]bool, len(gs))
-		created                                                           = make([]time.Time, len(gs))
-	)
+	rows := make([][]any, len(gs))
 	for i := range gs {
-		g := &gs[i]
-		a, err := json.Marshal(nonNil(g.Attempts))
+		row, err := s.generationArgs(&gs[i])
 		if err != nil {
-			return nil, fmt.Errorf("encode attempts of generation %q: %w", g.ID, err)
+			return nil, err
 		}
-		ids[i], requestIDs[i], userIDs[i], keyIDs[i], sessionIDs[i], conversationIDs[i] = g.ID, g.RequestID, g.UserID, g.KeyID, g.SessionID, g.ConversationID
-		providers[i], models[i], finishReasons[i], errorTypes[i], attempts[i], clientIPs[i] = g.Provider, g.Model, g.FinishReason, g.ErrorType, string(a), g.ClientIP
-		prompts[i], responses[i], reasonings[i] = textBytes(g.Prompt), textBytes(g.Response), textBytes(g.Reasoning)
-		promptTokens[i], completionTokens[i], reasoningTokens[i], statuses[i] = int32(g.PromptTokens), int32(g.CompletionTokens), int32(g.ReasoningTokens), int32(g.Status)
-		latencies[i], firstTokens[i] = g.LatencyMS, g.FirstTokenMS
-		estimated[i], streams[i], crypted[i] = g.TokensEstimated, g.Stream, g.ContentCrypted
-		created[i] = g.CreatedAt.UTC()
+		rows[i] = row
 	}
-	return []any{
-		ids, requestIDs, userIDs, keyIDs, sessionIDs, conversationIDs,
-		providers, models, prompts, responses, reasonings, finishReasons,
-		promptTokens, completionTokens, reasoningTokens, estimated,
-		statuses, errorTypes, attempts, latencies, firstTokens,
-		clientIPs, streams, created, crypted,
-	}, nil
+	cols := make([]any, len(generationColumns))
+	for j := range cols {
+		var ok bool
+		switch rows[0][j].(type) {
+		case string:
+			cols[j], ok = column[string](rows, j)
+		case []byte:
+			cols[j], ok = column[[]byte](rows, j)
+		case int:
+			cols[j], ok = column[int](rows, j)
+		case int64:
+			cols[j], ok = column[int64](rows, j)
+		case bool:
+			cols[j], ok = column[bool](rows, j)
+		case time.Time:
+			cols[j], ok = column[time.Time](rows, j)
+		}
+		if !ok {
+			return nil, fmt.Errorf("unsupported value types in column %s of generations (the first is %T)", generationColumns[j], rows[0][j])
+		}
+	}
+	return cols, nil
+}
+
+// column returns the values of column j of rows, and false when one of them
+// is not a T.
+func column[T any](rows [][]any, j int) ([]T, bool) {
+	out := make([]T, len(rows))
+	for i, row := range rows {
+		v, ok := row[j].(T)
+		if !ok {
+			return nil, false
+		}
+		out[i] = v
+	}
+	return out, true
 }
 
 func (s *Store) generationArgs(g *store.Generation) ([]any, error) {
