@@ -68,6 +68,7 @@ func run(debugAddr string) error {
 		go dsrv.Serve(dln)
 		defer dsrv.Close()
 	}
+	defer app.TuneGC(cfg, log)()
 	a.Start(context.Background())
 	log.Info("listening", "addr", ln.Addr().String())
 	serveErr := a.Serve(ctx, ln)

@@ -244,6 +244,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	// The background loops outlive the signal: streams that finish
 	// during the drain still need the pool and the audit writer. Close
 	// stops them.
+	defer app.TuneGC(cfg, log)()
 	a.Start(context.Background())
 	log.Info("listening", "addr", ln.Addr().String(), "store", storeKind(cfg), "version", versionString())
 	serveErr := a.Serve(ctx, ln)

@@ -106,6 +106,7 @@ type Config struct {
 	MaxHeaderBytes int // MAX_HEADER_BYTES: request line and headers, default 64 KiB
 	MaxHeaderCount int // MAX_HEADER_COUNT: header fields per request, default 100
 	MaxInFlight    int // MAX_IN_FLIGHT: requests served at once; excess gets 503; 0 means no cap
+	GCHeadroomMB   int // GC_HEADROOM_MB: heap growth allowed between garbage collections, default 20; 0 means Go's default
 
 	ReadHeaderTimeout  time.Duration // READ_HEADER_TIMEOUT: time to send the headers, default 10s
 	ReadTimeout        time.Duration // READ_TIMEOUT: time to send the whole request, default 60s
@@ -220,6 +221,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("MAX_HEADER_COUNT: must be at least 16, got %d", c.MaxHeaderCount)
 	case c.MaxInFlight < 0:
 		return fmt.Errorf("MAX_IN_FLIGHT: must not be negative, got %d", c.MaxInFlight)
+	case c.GCHeadroomMB < 0 || c.GCHeadroomMB > 1<<20:
+		return fmt.Errorf("GC_HEADROOM_MB: must be between 0 and 1048576, got %d", c.GCHeadroomMB)
 	}
 	if err := checkHTTPURL("OTEL_EXPORTER_OTLP_ENDPOINT", c.OTLPEndpoint); err != nil {
 		return err

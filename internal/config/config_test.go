@@ -77,6 +77,7 @@ func TestInvalidSettingNamesIt(t *testing.T) {
 		"GROKPROXY_ENCRYPTION_KEY":  {"DATABASE_URL": "postgres://u@h/db"},
 		"REQUEST_TIMEOUT":           {"REQUEST_TIMEOUT": "5"},
 		"MAX_ATTEMPTS":              {"MAX_ATTEMPTS": "0"},
+		"GC_HEADROOM_MB":            {"GC_HEADROOM_MB": "-1"},
 	}
 	for name, vars := range cases {
 		t.Run(name, func(t *testing.T) {

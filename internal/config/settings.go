@@ -75,6 +75,7 @@ var Settings = []Setting{
 	{Name: "MAX_HEADER_BYTES", Default: "65536", Help: "request line and headers of one request, in bytes; more gets 431", set: integer(func(c *Config) *int { return &c.MaxHeaderBytes })},
 	{Name: "MAX_HEADER_COUNT", Default: "100", Help: "header fields in one request; more gets 431", set: integer(func(c *Config) *int { return &c.MaxHeaderCount })},
 	{Name: "MAX_IN_FLIGHT", Default: "1024", Help: "requests served at once; the excess gets 503 with Retry-After (0: no cap)", set: integer(func(c *Config) *int { return &c.MaxInFlight })},
+	{Name: "GC_HEADROOM_MB", Default: "20", Help: "MiB the heap may grow between garbage collections while the live heap is smaller; fewer collections for a bounded amount of memory (0: Go's default; a GOGC variable also turns it off)", set: integer(func(c *Config) *int { return &c.GCHeadroomMB })},
 	{Name: "READ_HEADER_TIMEOUT", Default: "10s", Help: "time a client has to send the request headers, a Go duration", set: duration(func(c *Config) *time.Duration { return &c.ReadHeaderTimeout })},
 	{Name: "READ_TIMEOUT", Default: "60s", Help: "time a client has to send the whole request, body included, a Go duration", set: duration(func(c *Config) *time.Duration { return &c.ReadTimeout })},
 	{Name: "IDLE_TIMEOUT", Default: "120s", Help: "time a keep-alive connection may sit idle between requests, a Go duration", set: duration(func(c *Config) *time.Duration { return &c.IdleTimeout })},
