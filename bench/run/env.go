@@ -139,7 +139,7 @@ func (e *environment) measure(ctx context.Context, sc scenario, sys string) meas
 	var debugAddr string
 	switch sys {
 	case sysProxy, sysRelay:
-		sut, target, err = e.startBaseline(sys, upAddr, sc.h2c)
+		sut, target, debugAddr, err = e.startBaseline(sys, upAddr, sc.h2c)
 	case sysGateway, sysGatewayGrok, sysGatewayRedis:
 		sut, target, debugAddr, err = e.startGateway(ctx, sys, provider, upAddr, sc.h2c)
 		key = e.userKeys[sys]
@@ -172,8 +172,8 @@ func (e *environment) measure(ctx context.Context, sc scenario, sys string) meas
 		m.cpuUpstream = 0
 	}
 	m.err = err
-	if err == nil && debugAddr != "" && e.o.profileDir != "" && sc.clients == 256 && sys == sysGateway {
-		e.saveProfile(ctx, sc, debugAddr, "allocs", "/debug/pprof/allocs")
+	if err == nil && debugAddr != "" && e.o.profileDir != "" && sc.clients == 256 && profiles(sys) {
+		e.saveProfile(ctx, sc, sys, debugAddr, "allocs", "/debug/pprof/allocs")
 	}
 	return m
 }
@@ -206,23 +206,33 @@ func (e *environment) startEmulator(provider string, sc scenario) (*proc, string
 	return p, "http://" + addr, nil
 }
 
-func (e *environment) startBaseline(mode, upstream string, h2c bool) (*proc, string, error) {
+// startBaseline starts a baseline and returns its origin and the address
+// of its pprof listener.
+func (e *environment) startBaseline(mode, upstream string, h2c bool) (*proc, string, string, error) {
 	port, err := freePort()
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := start(e.dir, "baseline-"+mode, filepath.Join(e.o.bin, "baseline"), nil,
-		"-mode", mode, "-listen", addr, "-upstream", upstream, "-h2c="+strconv.FormatBool(h2c))
+	dport, err := freePort()
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
+	}
+	addr, debugAddr := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", dport)
+	p, err := start(e.dir, "baseline-"+mode, filepath.Join(e.o.bin, "baseline"), nil,
+		"-mode", mode, "-listen", addr, "-upstream", upstream, "-h2c="+strconv.FormatBool(h2c), "-debug", debugAddr)
+	if err != nil {
+		return nil, "", "", err
 	}
 	if err := waitTCP(addr); err != nil {
 		p.stop()
-		return nil, "", err
+		return nil, "", "", err
 	}
-	return p, "http://" + addr, nil
+	return p, "http://" + addr, debugAddr, nil
 }
+
+// profiles reports whether -profile profiles sys: the gateway, and the
+// relay for comparison.
+func profiles(sys string) bool { return sys == sysGateway || sys == sysRelay }
 
 // startGateway starts the gateway with what a production operator turns
 // on, and the first time for each system adds the sessions and a user key.
@@ -252,6 +262,7 @@ func (e *environment) startGateway(ctx context.Context, sys, provider, upstream 
 		"AUDIT_SPOOL_PATH=" + filepath.Join(e.dir, sys+"-audit.spool"),
 		"REDIS_URL=",
 	}
+	env = append(env, strings.Fields(e.o.gatewayEnv)...)
 	if sys == sysGatewayRedis {
 		env = append(env, "REDIS_URL="+e.o.redis, "REDIS_KEY_PREFIX=grokproxy-bench:")
 	}
@@ -369,12 +380,12 @@ func (e *environment) runLoad(ctx context.Context, sc scenario, sys, target, key
 	}
 
 	profiled := make(chan struct{})
-	if debugAddr != "" && e.o.profileDir != "" && sc.clients == 256 && sys == sysGateway {
+	if debugAddr != "" && e.o.profileDir != "" && sc.clients == 256 && profiles(sys) {
 		go func() {
 			defer close(profiled)
 			time.Sleep(e.o.warmup)
 			secs := max(1, int(e.o.duration.Seconds())-1)
-			e.saveProfile(ctx, sc, debugAddr, "cpu", "/debug/pprof/profile?seconds="+strconv.Itoa(secs))
+			e.saveProfile(ctx, sc, sys, debugAddr, "cpu", "/debug/pprof/profile?seconds="+strconv.Itoa(secs))
 		}()
 	} else {
 		close(profiled)
@@ -390,7 +401,7 @@ func (e *environment) runLoad(ctx context.Context, sc scenario, sys, target, key
 				time.Sleep(time.Second)
 				heap, _ = heapInUse(ctx, debugAddr)
 				if e.o.profileDir != "" && sys == sysGateway {
-					e.saveProfile(ctx, sc, debugAddr, "heap", "/debug/pprof/heap")
+					e.saveProfile(ctx, sc, sys, debugAddr, "heap", "/debug/pprof/heap")
 				}
 			}
 			continue
@@ -425,9 +436,10 @@ func heapInUse(ctx context.Context, addr string) (int64, error) {
 // profileFocus selects the functions of the cumulative profile lists.
 const profileFocus = `grokproxy|net/http\.\(\*Transport\)\.dial|regexp\.|encoding/json\.|pgx|log/slog\.`
 
-// saveProfile fetches a pprof profile into the profile directory and
-// keeps the top entries that go tool pprof lists.
-func (e *environment) saveProfile(ctx context.Context, sc scenario, debugAddr, kind, path string) {
+// saveProfile fetches a pprof profile into the profile directory and, for
+// the gateway, keeps the top entries that go tool pprof lists for the page.
+// The relay's files are named after it, for comparison by hand.
+func (e *environment) saveProfile(ctx context.Context, sc scenario, sys, debugAddr, kind, path string) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+debugAddr+path, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -435,7 +447,11 @@ func (e *environment) saveProfile(ctx context.Context, sc scenario, debugAddr, k
 		return
 	}
 	defer resp.Body.Close()
-	file := filepath.Join(e.o.profileDir, fmt.Sprintf("%s-%s.pb.gz", sc.name, kind))
+	name := sc.name
+	if sys != sysGateway {
+		name += "-" + sys
+	}
+	file := filepath.Join(e.o.profileDir, name+"-"+kind+".pb.gz")
 	f, err := os.Create(file)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "profile:", err)
@@ -443,6 +459,9 @@ func (e *environment) saveProfile(ctx context.Context, sc scenario, debugAddr, k
 	}
 	io.Copy(f, resp.Body)
 	f.Close()
+	if sys != sysGateway {
+		return
+	}
 	// The flat list names the leaf costs. The cumulative list, kept to
 	// the gateway's own code and the libraries it calls, names the steps
 	// those costs come from.

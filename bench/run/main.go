@@ -40,6 +40,8 @@ type options struct {
 	systems         string
 	note            string
 	loadBefore      string
+	// gatewayEnv holds extra NAME=value settings of every gateway run.
+	gatewayEnv string
 }
 
 func main() {
@@ -49,6 +51,7 @@ func main() {
 	flag.StringVar(&o.database, "database", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL URL; each gateway gets a fresh schema in it")
 	flag.StringVar(&o.redis, "redis", "redis://127.0.0.1:6379/15", "REDIS_URL of the one gateway run with Redis (empty: skip that run)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each run, a Go duration")
+	flag.StringVar(&o.gatewayEnv, "gateway-env", "", "space-separated NAME=value settings added to every gateway run, to compare settings (they win over the page's; the page names them)")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time at the start of each run, a Go duration")
 	flag.IntVar(&o.slowClients, "slow-clients", 10000, "concurrent clients of the slow-stream scenario")
 	flag.IntVar(&o.slowGrokClients, "slow-grok-clients", 10000, "concurrent clients of the Grok web slow-stream scenario")

@@ -117,7 +117,10 @@ func (r report) writeMachine(w func(string, ...any)) {
 	w("| slow-stream scenarios | %d clients (%d on Grok web) connecting over %s, one stream each; emulator pause %s per token, client pause %s per event; the xai systems speak HTTP/2 without TLS to the emulator (gateway XAI_HTTP2_CLEARTEXT, baselines -h2c), the Grok web client HTTP/1.1 |\n",
 		r.opts.slowClients, r.opts.slowGrokClients, r.opts.slowRamp, r.opts.slowPace, r.opts.slowRead)
 	w("| upstream | emulators with no delay (20 chunks per streamed response), %d accounts or keys, all sessions of the gateway |\n", r.opts.sessions)
-	w("| gateway settings | key auth (a user key, bcrypt cost 12, cached after the first request); USER_RATE_LIMIT_PER_MINUTE and the user's limit 1,000,000; SESSION_RATE_LIMIT_PER_SECOND 1,000,000; SESSION_ROTATION_THRESHOLD 0; pool selection over all sessions; audit records to PostgreSQL on the same machine (STORE_CONTENT full); METRICS_ENABLED true; LOG_LEVEL info, JSON to a file; MAX_IN_FLIGHT raised for the slow streams; no REDIS_URL except in the redis-* scenarios |\n")
+	w("| gateway settings | key auth (a user key, bcrypt cost 12, cached after the first request); USER_RATE_LIMIT_PER_MINUTE and the user's limit 1,000,000; SESSION_RATE_LIMIT_PER_SECOND 1,000,000; SESSION_ROTATION_THRESHOLD 0; pool selection over all sessions; audit records to PostgreSQL on the same machine (STORE_CONTENT full); METRICS_ENABLED true; LOG_LEVEL info, JSON to a file; MAX_IN_FLIGHT raised for the slow streams; no REDIS_URL except in the redis-* scenarios; other settings at their defaults |\n")
+	if r.opts.gatewayEnv != "" {
+		w("| settings added with -gateway-env | %s |\n", r.opts.gatewayEnv)
+	}
 	w("\n")
 }
 
