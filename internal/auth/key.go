@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"regexp"
+	"strings"
 )
 
 // Key text is "gp_" + KeyIDLength lowercase hex characters + "_" +
@@ -37,11 +38,24 @@ func ParseKey(text string) (keyID, secret string, ok bool) {
 	if len(text) != len(keyPrefix)+KeyIDLength+1+SecretLength {
 		return "", "", false
 	}
-	m := KeyPattern.FindStringSubmatch(text)
-	if m == nil {
+	// The same check as KeyPattern, written out because it runs on every
+	// request.
+	keyID, secret = text[len(keyPrefix):len(keyPrefix)+KeyIDLength], text[len(keyPrefix)+KeyIDLength+1:]
+	if text[:len(keyPrefix)] != keyPrefix || text[len(keyPrefix)+KeyIDLength] != '_' ||
+		!allIn(keyID, "0123456789abcdef") || !allIn(secret, base62) {
 		return "", "", false
 	}
-	return m[1], m[2], true
+	return keyID, secret, true
+}
+
+// allIn reports whether every byte of s is one of chars.
+func allIn(s, chars string) bool {
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(chars, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // randomBase62 returns n characters drawn uniformly from base62. Bytes of

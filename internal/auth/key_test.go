@@ -61,3 +61,24 @@ func TestParseKeyRejects(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseKey checks that ParseKey accepts exactly the texts that
+// KeyPattern matches, and splits them the same way.
+func FuzzParseKey(f *testing.F) {
+	good, _, _ := NewKey()
+	f.Add(good)
+	f.Add("gp_0123456789ab-" + good[16:])
+	f.Add("gp_0123456789aB_" + good[16:])
+	f.Add(good[:len(good)-1] + "\n")
+	f.Add(good[:len(good)-1] + "é"[:1])
+	f.Fuzz(func(t *testing.T, text string) {
+		id, secret, ok := ParseKey(text)
+		m := KeyPattern.FindStringSubmatch(text)
+		if ok != (m != nil) {
+			t.Fatalf("ParseKey(%q) ok = %v, KeyPattern match = %v", text, ok, m != nil)
+		}
+		if ok && (id != m[1] || secret != m[2]) {
+			t.Fatalf("ParseKey(%q) = %q, %q; KeyPattern gives %q, %q", text, id, secret, m[1], m[2])
+		}
+	})
+}
