@@ -63,7 +63,7 @@ func TestSettingsSayWhatAndUnit(t *testing.T) {
 		t.Fatalf("settings exit %d", code)
 	}
 	units := []string{"bytes", "duration", "per minute", "per second", "hours", "requests", "connections",
-		"cost", "0-1", "port", "tries", "messages", "header", "failed", "days", "records", "seconds"}
+		"cost", "0-1", "port", "tries", "messages", "header", "failed", "days", "records", "seconds", "mib"}
 	for _, s := range config.Settings {
 		line := ""
 		for _, l := range strings.Split(out, "\n") {
