@@ -376,6 +376,23 @@ func TestStaticKeys(t *testing.T) {
 	}
 }
 
+func TestStaticKeyInGatewayForm(t *testing.T) {
+	// An operator may configure a static key that has the form of a
+	// gateway key; it must still match, and skip the stored keys.
+	text, _, _ := NewKey()
+	f := newFixture(t, Config{AdminKeys: []secret.Value{secret.New(text)}})
+	p, err := f.a.Authenticate(context.Background(), text)
+	if err != nil {
+		t.Fatalf("static key in gateway form: %v", err)
+	}
+	if !p.Static || !p.Admin {
+		t.Errorf("Static, Admin = %v, %v; want true, true", p.Static, p.Admin)
+	}
+	if n := f.compares.Load(); n != 0 {
+		t.Errorf("bcrypt ran %d times for a static key; want 0", n)
+	}
+}
+
 func TestAdminOnlyByRoleOrAdminKey(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, Config{AdminKeys: []secret.Value{secret.New("admin-one")}})
