@@ -84,18 +84,41 @@ func parseLevel(s string) slog.Level {
 	return slog.LevelInfo
 }
 
-type requestIDKey struct{}
+// requestKey carries a *Request. One context value holds all the fields,
+// so that a request costs one context layer, not one per field.
+type requestKey struct{}
 
-// WithRequestID returns a context that carries the request id.
+// Request is what the gateway decided about a request before handling
+// it.
+type Request struct {
+	ID       string // request id, echoed in X-Request-ID
+	ClientIP string // client address, as decided by the trusted-proxy rules
+	Scheme   string // URL scheme reported by a trusted proxy, or ""
+}
+
+// WithRequest returns a context that carries r.
+func WithRequest(ctx context.Context, r Request) context.Context {
+	return context.WithValue(ctx, requestKey{}, &r)
+}
+
+// requestOf returns the Request carried by ctx, or the zero Request.
+func requestOf(ctx context.Context) Request {
+	if r, ok := ctx.Value(requestKey{}).(*Request); ok {
+		return *r
+	}
+	return Request{}
+}
+
+// WithRequestID returns a context that carries the request id, and the
+// other fields that ctx carries.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+	r := requestOf(ctx)
+	r.ID = id
+	return WithRequest(ctx, r)
 }
 
 // RequestID returns the request id carried by ctx, or "".
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
+func RequestID(ctx context.Context) string { return requestOf(ctx).ID }
 
 // NewRequestID returns a random request id of the form "req_" + 24 hex
 // characters.
@@ -121,30 +144,26 @@ func ValidRequestID(id string) bool {
 	return true
 }
 
-type clientIPKey struct{}
-
 // WithClientIP returns a context that carries the client's address, as
-// decided by the trusted-proxy rules.
+// decided by the trusted-proxy rules, and the other fields that ctx
+// carries.
 func WithClientIP(ctx context.Context, ip string) context.Context {
-	return context.WithValue(ctx, clientIPKey{}, ip)
+	r := requestOf(ctx)
+	r.ClientIP = ip
+	return WithRequest(ctx, r)
 }
 
 // ClientIP returns the client address carried by ctx, or "".
-func ClientIP(ctx context.Context) string {
-	ip, _ := ctx.Value(clientIPKey{}).(string)
-	return ip
-}
-
-type schemeKey struct{}
+func ClientIP(ctx context.Context) string { return requestOf(ctx).ClientIP }
 
 // WithScheme returns a context that carries the URL scheme the client
-// used, as reported by a trusted proxy in X-Forwarded-Proto.
+// used, as reported by a trusted proxy in X-Forwarded-Proto, and the other
+// fields that ctx carries.
 func WithScheme(ctx context.Context, scheme string) context.Context {
-	return context.WithValue(ctx, schemeKey{}, scheme)
+	r := requestOf(ctx)
+	r.Scheme = scheme
+	return WithRequest(ctx, r)
 }
 
 // Scheme returns the scheme set by WithScheme, or "" when none was.
-func Scheme(ctx context.Context) string {
-	s, _ := ctx.Value(schemeKey{}).(string)
-	return s
-}
+func Scheme(ctx context.Context) string { return requestOf(ctx).Scheme }

@@ -37,3 +37,29 @@ func TestLoggerAddsRequestIDFromContext(t *testing.T) {
 		t.Errorf("a record without a request context got a request id: %s", lines[3])
 	}
 }
+
+func TestRequestFieldsInContext(t *testing.T) {
+	ctx := context.Background()
+	if id, ip, scheme := observe.RequestID(ctx), observe.ClientIP(ctx), observe.Scheme(ctx); id != "" || ip != "" || scheme != "" {
+		t.Fatalf("empty context: %q, %q, %q; want empty strings", id, ip, scheme)
+	}
+	ctx = observe.WithRequest(ctx, observe.Request{ID: "req_1", ClientIP: "192.0.2.1"})
+	// Each With function changes its own field and keeps the others.
+	ctx = observe.WithScheme(ctx, "https")
+	ctx = observe.WithClientIP(ctx, "192.0.2.2")
+	if got := observe.RequestID(ctx); got != "req_1" {
+		t.Errorf("RequestID = %q; want req_1", got)
+	}
+	if got := observe.ClientIP(ctx); got != "192.0.2.2" {
+		t.Errorf("ClientIP = %q; want 192.0.2.2", got)
+	}
+	if got := observe.Scheme(ctx); got != "https" {
+		t.Errorf("Scheme = %q; want https", got)
+	}
+	// A parent context is not changed by a child's value.
+	parent := observe.WithRequest(context.Background(), observe.Request{ID: "req_2"})
+	_ = observe.WithRequestID(parent, "req_3")
+	if got := observe.RequestID(parent); got != "req_2" {
+		t.Errorf("parent RequestID = %q; want req_2", got)
+	}
+}

@@ -87,11 +87,12 @@ func (s *Server) rateLimit(next http.Handler) http.Handler {
 			s.limiterUnavailable(w, r, err)
 			return
 		}
-		// Canonical names, so that Set does not build them per request.
+		// Canonical names, set directly, and one array for the three values.
+		vals := []string{strconv.Itoa(d.Limit), strconv.Itoa(d.Remaining), formatReset(d.Reset)}
 		h := w.Header()
-		h.Set("X-Ratelimit-Limit-Requests", strconv.Itoa(d.Limit))
-		h.Set("X-Ratelimit-Remaining-Requests", strconv.Itoa(d.Remaining))
-		h.Set("X-Ratelimit-Reset-Requests", formatReset(d.Reset))
+		h["X-Ratelimit-Limit-Requests"] = vals[0:1:1]
+		h["X-Ratelimit-Remaining-Requests"] = vals[1:2:2]
+		h["X-Ratelimit-Reset-Requests"] = vals[2:3:3]
 		if !d.Allowed {
 			s.metrics.RateLimited.WithLabelValues("user").Inc()
 			openai.WriteError(w, r, s.log, &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit,

@@ -14,60 +14,142 @@ import (
 	"github.com/grokproxy/grokproxy/internal/observe"
 )
 
-// statusRecorder remembers the status code and bytes written, for the
-// access log and metrics. It keeps Flush and Unwrap working for streams.
-type statusRecorder struct {
+// recorder wraps the response of every request. It remembers the status
+// code and bytes written, for the access log and metrics, and with a
+// timeout it moves the connection's write deadline forward before each
+// write and flush (see extend). Flush and Unwrap keep working for streams.
+// The server's WriteTimeout stays 0 because a stream may run for minutes,
+// so this bounds each write instead of the whole response.
+type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+
+	timeout  time.Duration // 0: no write deadline
+	until    time.Time     // the deadline set last
+	deadline interface{ SetWriteDeadline(time.Time) error }
 }
 
-func (s *statusRecorder) WriteHeader(code int) {
+// newRecorder wraps w, with a write deadline of timeout when it is
+// positive and the connection supports deadlines.
+func newRecorder(w http.ResponseWriter, timeout time.Duration) *recorder {
+	rec := &recorder{ResponseWriter: w}
+	if timeout > 0 {
+		rec.deadline = writeDeadliner(w)
+		if rec.deadline != nil {
+			rec.timeout = timeout
+		}
+	}
+	return rec
+}
+
+// writeDeadliner finds the writer under w that can set a write deadline,
+// as http.ResponseController does, or returns nil (a test recorder, say).
+func writeDeadliner(w http.ResponseWriter) interface{ SetWriteDeadline(time.Time) error } {
+	for {
+		switch t := w.(type) {
+		case interface{ SetWriteDeadline(time.Time) error }:
+			return t
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return nil
+		}
+	}
+}
+
+// extend moves the deadline to timeout from now, unless at least nine
+// tenths of timeout remain. A stream writes many chunks a second, and each
+// new deadline re-arms a runtime timer. A write therefore fails after
+// blocking for between 0.9 and 1 times timeout.
+func (s *recorder) extend() {
+	if s.timeout == 0 {
+		return
+	}
+	now := time.Now()
+	if s.until.Sub(now) > s.timeout-s.timeout/10 {
+		return
+	}
+	s.until = now.Add(s.timeout)
+	_ = s.deadline.SetWriteDeadline(s.until)
+}
+
+func (s *recorder) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusRecorder) Write(b []byte) (int, error) {
+func (s *recorder) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
+	s.extend()
 	n, err := s.ResponseWriter.Write(b)
 	s.bytes += int64(n)
 	return n, err
 }
 
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *recorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-func (s *statusRecorder) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
+func (s *recorder) Flush() { _ = s.FlushError() }
+
+// FlushError flushes the buffered response and returns the write error, so
+// that a stream detects a stuck or closed client at once.
+func (s *recorder) FlushError() error {
+	s.extend()
+	return http.NewResponseController(s.ResponseWriter).Flush()
 }
 
-// requestID takes a valid X-Request-ID from the client or makes one, puts
-// it in the context and echoes it in the response.
-func requestID(next http.Handler) http.Handler {
+// identify takes a valid X-Request-ID from the client or makes one, and
+// echoes it in the response. It decides the client address: the peer, or
+// the last untrusted hop of X-Forwarded-For when the peer is a trusted
+// proxy. Both go into the context in one layer.
+func (s *Server) identify(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-ID")
+		// The canonical name, read and set directly: this runs on every request.
+		var id string
+		if v := r.Header["X-Request-Id"]; len(v) > 0 {
+			id = v[0]
+		}
 		if !observe.ValidRequestID(id) {
 			id = observe.NewRequestID()
 		}
-		w.Header().Set("X-Request-ID", id)
-		next.ServeHTTP(w, r.WithContext(observe.WithRequestID(r.Context(), id)))
+		w.Header()["X-Request-Id"] = []string{id}
+
+		info := observe.Request{ID: id}
+		ip := peerAddr(r.RemoteAddr)
+		if contains(s.cfg.TrustedProxies, ip) {
+			ip = forwardedFor(r.Header.Values("X-Forwarded-For"), ip, s.cfg.TrustedProxies)
+			// A TLS-terminating proxy reports the client's scheme, which
+			// links the gateway hands out must keep.
+			if proto := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto"))); proto == "https" || proto == "http" {
+				info.Scheme = proto
+			}
+		}
+		info.ClientIP = ip.String()
+		next.ServeHTTP(w, r.WithContext(observe.WithRequest(r.Context(), info)))
 	})
 }
 
 // accessLog logs one line per request and counts it in the metrics. It
-// never logs the query string, headers or body.
+// never logs the query string, headers or body. Its recorder also bounds
+// every write to the client by StreamWriteTimeout: a client that stops
+// reading is cut once a write has blocked that long, and the handler's
+// write fails, so the handler releases its session at once instead of
+// waiting for the request deadline.
 func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := newRecorder(w, s.cfg.StreamWriteTimeout)
+		rec.extend()
 		s.metrics.InFlight.Inc()
 		defer s.metrics.InFlight.Dec()
 		next.ServeHTTP(rec, r)
+		// The server flushes what is buffered after the handler returns;
+		// that write gets its own deadline too.
+		rec.extend()
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
@@ -78,16 +160,25 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		if route == "health" || route == "metrics" {
 			return
 		}
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("request_id", observe.RequestID(r.Context())),
+		// The record goes to the handler directly: Logger.LogAttrs would
+		// also capture the caller's program counter, which costs more than
+		// the rest of the line and which no handler here prints.
+		ctx, h := r.Context(), s.log.Handler()
+		if !h.Enabled(ctx, slog.LevelInfo) {
+			return
+		}
+		line := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+		line.AddAttrs(
+			slog.String("request_id", observe.RequestID(ctx)),
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.String("route", route),
 			slog.Int("status", rec.status),
 			slog.Int64("bytes", rec.bytes),
 			slog.Duration("duration", elapsed),
-			slog.String("client_ip", observe.ClientIP(r.Context())),
+			slog.String("client_ip", observe.ClientIP(ctx)),
 		)
+		_ = h.Handle(ctx, line)
 	})
 }
 
@@ -202,24 +293,6 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 	})
 }
 
-// clientIP decides the client address: the peer, or the last untrusted
-// hop of X-Forwarded-For when the peer is a trusted proxy.
-func (s *Server) clientIP(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip := peerAddr(r.RemoteAddr)
-		ctx := r.Context()
-		if contains(s.cfg.TrustedProxies, ip) {
-			ip = forwardedFor(r.Header.Values("X-Forwarded-For"), ip, s.cfg.TrustedProxies)
-			// A TLS-terminating proxy reports the client's scheme, which
-			// links the gateway hands out must keep.
-			if proto := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto"))); proto == "https" || proto == "http" {
-				ctx = observe.WithScheme(ctx, proto)
-			}
-		}
-		next.ServeHTTP(w, r.WithContext(observe.WithClientIP(ctx, ip.String())))
-	})
-}
-
 func peerAddr(remote string) netip.Addr {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
@@ -274,12 +347,6 @@ func (s *Server) allowIPs(list []netip.Prefix, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// FlushError flushes the buffered response and returns the write error, so
-// that a stream detects a stuck or closed client at once.
-func (s *statusRecorder) FlushError() error {
-	return http.NewResponseController(s.ResponseWriter).Flush()
 }
 
 // exemptFromShedding reports whether path stays reachable under overload:
@@ -347,61 +414,3 @@ func (s *Server) limitHeaders(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
-// writeDeadline bounds every write to the client by StreamWriteTimeout (see
-// deadlineWriter.extend). A client that stops reading is cut once a write
-// has blocked that long, and the handler's write fails, so the handler
-// releases its session at once instead of waiting for the request deadline.
-func (s *Server) writeDeadline(next http.Handler) http.Handler {
-	timeout := s.cfg.StreamWriteTimeout
-	if timeout <= 0 {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout}
-		dw.extend()
-		next.ServeHTTP(dw, r)
-		// The server flushes what is buffered after the handler returns;
-		// that write gets its own deadline too.
-		dw.extend()
-	})
-}
-
-// deadlineWriter moves the connection's write deadline forward before each
-// write and flush. The server's WriteTimeout stays 0 because a stream may
-// run for minutes; this bounds each write instead of the whole response.
-type deadlineWriter struct {
-	http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	until   time.Time // the deadline set last
-}
-
-// extend moves the deadline to timeout from now, unless at least nine
-// tenths of timeout remain. A stream writes many chunks a second, and each
-// new deadline re-arms a runtime timer. A write therefore fails after
-// blocking for between 0.9 and 1 times timeout.
-func (d *deadlineWriter) extend() {
-	now := time.Now()
-	if d.until.Sub(now) > d.timeout-d.timeout/10 {
-		return
-	}
-	d.until = now.Add(d.timeout)
-	// An error means the connection does not support deadlines (a test
-	// recorder, say); the write then runs unbounded, as before.
-	_ = d.rc.SetWriteDeadline(d.until)
-}
-
-func (d *deadlineWriter) Write(b []byte) (int, error) {
-	d.extend()
-	return d.ResponseWriter.Write(b)
-}
-
-func (d *deadlineWriter) Flush() { _ = d.FlushError() }
-
-func (d *deadlineWriter) FlushError() error {
-	d.extend()
-	return d.rc.Flush()
-}
-
-func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }

@@ -94,10 +94,8 @@ func (s *Server) chain(h http.Handler) http.Handler {
 	h = s.limitHeaders(h)
 	h = s.recoverPanics(h)
 	h = s.accessLog(h)
-	h = s.writeDeadline(h)
-	h = s.clientIP(h)
 	h = s.trace(h)
-	return requestID(h)
+	return s.identify(h)
 }
 
 // handle adapts a handler that returns an error.
@@ -208,7 +206,7 @@ func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 // HTTPServer returns an *http.Server for h with the gateway's timeouts and
 // header cap from cfg. WriteTimeout stays 0 because streams may run for
 // minutes; STREAM_WRITE_TIMEOUT bounds each write instead (see
-// writeDeadline) and REQUEST_TIMEOUT the whole request. The server's own
+// recorder) and REQUEST_TIMEOUT the whole request. The server's own
 // header cap is twice MAX_HEADER_BYTES, so that requests just over the
 // setting still get the 431 in OpenAI's format from limitHeaders.
 func HTTPServer(cfg config.Config, h http.Handler, log *slog.Logger) *http.Server {

@@ -12,7 +12,7 @@ func (s *Server) trace(next http.Handler) http.Handler {
 			return
 		}
 		ctx, span := s.deps.Telemetry.StartRequest(r.Context(), r.Header, r.Method, routeLabel(r.URL.Path))
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := newRecorder(w, 0)
 		defer func() {
 			if rec.status == 0 {
 				rec.status = http.StatusOK

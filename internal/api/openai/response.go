@@ -155,13 +155,19 @@ func (s *sseWriter) done() error {
 	return s.data([]byte("[DONE]"))
 }
 
+// jsonContentType is the Content-Type value of JSON responses, shared by
+// all of them. The server copies header values when it writes them, and
+// nothing changes one in place.
+var jsonContentType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":{"message":"encoding failed","type":"server_error","param":null,"code":null}}`)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)
 	w.Write(b)
 	// Send the response now rather than when the handler chain returns, so

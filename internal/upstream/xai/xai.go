@@ -164,10 +164,12 @@ func (c *Client) send(ctx context.Context, cred upstream.Credential, method, pat
 	if err != nil {
 		return nil, &upstream.Error{Outcome: upstream.OutcomeRejectedRequest, Message: "build request", Err: err}
 	}
-	hreq.Header.Set("Authorization", "Bearer "+cred.Secret.Reveal())
-	hreq.Header.Set("Accept", "application/json, text/event-stream")
+	// Canonical names set directly, with one array for the values.
+	vals := []string{"Bearer " + cred.Secret.Reveal(), "application/json, text/event-stream", "application/json"}
+	hreq.Header["Authorization"] = vals[0:1:1]
+	hreq.Header["Accept"] = vals[1:2:2]
 	if body != nil {
-		hreq.Header.Set("Content-Type", "application/json")
+		hreq.Header["Content-Type"] = vals[2:3:3]
 	}
 
 	resp, err := hc.Do(hreq)
