@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/grokproxy/grokproxy/internal/secret"
 )
@@ -66,7 +68,8 @@ func mayHoldSecret(s string) bool {
 // any letter case.
 func containsFold(s, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+		// ASCII letters differ from their lower case only in bit 0x20.
+		if s[i]|0x20 == sub[0] && strings.EqualFold(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}
@@ -83,7 +86,30 @@ func scrubPatterns(s string) string {
 	return s
 }
 
+// secretKeyCache remembers isSecretKey's answer for attribute keys, which
+// are a small fixed set in practice. It stops growing at maxCachedKeys.
+var secretKeyCache sync.Map // of string to bool
+
+const maxCachedKeys = 1024
+
+var cachedKeys atomic.Int32
+
 func isSecretKey(k string) bool {
+	if v, ok := secretKeyCache.Load(k); ok {
+		return v.(bool)
+	}
+	secret := secretKey(k)
+	if cachedKeys.Load() < maxCachedKeys {
+		if _, loaded := secretKeyCache.LoadOrStore(k, secret); !loaded {
+			cachedKeys.Add(1)
+		}
+	}
+	return secret
+}
+
+// secretKey reports whether values under key k are secret: it names a
+// credential and is not a count.
+func secretKey(k string) bool {
 	k = strings.ToLower(k)
 	if isCountKey(k) {
 		return false
