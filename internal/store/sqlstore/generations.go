@@ -77,7 +77,7 @@ func (s *Store) InsertGenerations(ctx context.Context, gs []store.Generation) er
 			var err error
 			if byColumn {
 				query = ci.ColumnInsert("generations", generationColumns, generationTypes, "ON CONFLICT (id) DO NOTHING")
-				args, err = s.generationColumnArgs(chunk)
+				args, err = s.generationColumnArgs(ci, chunk)
 			} else {
 				query, args, err = s.insertGenerationsQuery(chunk)
 			}
@@ -125,67 +125,114 @@ func (s *Store) insertGenerationsQuery(gs []store.Generation) (string, []any, er
 	return sb.String(), args, nil
 }
 
-// generationColumnArgs returns the rows of generationArgs as one typed
-// slice per column, for a ColumnInserter's statement.
-func (s *Store) generationColumnArgs(gs []store.Generation) ([]any, error) {
-	rows := make([][]any, len(gs))
+// ByteText is text that a column stores as bytes (bytea), because it may
+// hold keyring ciphertext, which is not valid text.
+type ByteText string
+
+// generationColumnCount is the length of generationColumns.
+const generationColumnCount = 25
+
+// generationRefs returns pointers to the values of g's columns, in the
+// order of generationColumns: *string, *ByteText, *int, *int64, *bool or
+// *time.Time. attempts points to g.Attempts encoded. This is the one
+// mapping from fields to columns: generationArgs takes the values from it
+// for row statements, and generationColumnArgs the pointers for column
+// arrays, which a backend binds without copying or boxing each value.
+func generationRefs(g *store.Generation, attempts *string) [generationColumnCount]any {
+	return [...]any{
+		&g.ID, &g.RequestID, &g.UserID, &g.KeyID, &g.SessionID, &g.ConversationID,
+		&g.Provider, &g.Model, (*ByteText)(&g.Prompt), (*ByteText)(&g.Response), (*ByteText)(&g.Reasoning),
+		&g.FinishReason, &g.PromptTokens, &g.CompletionTokens, &g.ReasoningTokens,
+		&g.TokensEstimated, &g.Status, &g.ErrorType, attempts, &g.LatencyMS,
+		&g.FirstTokenMS, &g.ClientIP, &g.Stream, &g.CreatedAt, &g.ContentCrypted,
+	}
+}
+
+// encodeAttempts returns g.Attempts as JSON text.
+func encodeAttempts(g *store.Generation) (string, error) {
+	b, err := json.Marshal(nonNil(g.Attempts))
+	if err != nil {
+		return "", fmt.Errorf("encode attempts of generation %q: %w", g.ID, err)
+	}
+	return string(b), nil
+}
+
+func (s *Store) generationArgs(g *store.Generation) ([]any, error) {
+	attempts, err := encodeAttempts(g)
+	if err != nil {
+		return nil, err
+	}
+	refs := generationRefs(g, &attempts)
+	args := make([]any, len(refs))
+	for i, r := range refs {
+		switch v := r.(type) {
+		case *string:
+			args[i] = *v
+		case *ByteText:
+			args[i] = textBytes(string(*v))
+		case *int:
+			args[i] = *v
+		case *int64:
+			args[i] = *v
+		case *bool:
+			args[i] = *v
+		case *time.Time:
+			args[i] = s.b.TimeArg(*v)
+		default:
+			return nil, fmt.Errorf("unsupported value type %T in column %s of generations", r, generationColumns[i])
+		}
+	}
+	return args, nil
+}
+
+// generationColumnArgs returns the values of gs as one argument per
+// column, built by ci from slices of pointers into gs.
+func (s *Store) generationColumnArgs(ci ColumnInserter, gs []store.Generation) ([]any, error) {
+	attempts := make([]string, len(gs))
+	refs := make([][generationColumnCount]any, len(gs))
 	for i := range gs {
-		row, err := s.generationArgs(&gs[i])
+		a, err := encodeAttempts(&gs[i])
 		if err != nil {
 			return nil, err
 		}
-		rows[i] = row
+		attempts[i] = a
+		refs[i] = generationRefs(&gs[i], &attempts[i])
 	}
-	cols := make([]any, len(generationColumns))
+	cols := make([]any, generationColumnCount)
 	for j := range cols {
-		var ok bool
-		switch rows[0][j].(type) {
-		case string:
-			cols[j], ok = column[string](rows, j)
-		case []byte:
-			cols[j], ok = column[[]byte](rows, j)
-		case int:
-			cols[j], ok = column[int](rows, j)
-		case int64:
-			cols[j], ok = column[int64](rows, j)
-		case bool:
-			cols[j], ok = column[bool](rows, j)
-		case time.Time:
-			cols[j], ok = column[time.Time](rows, j)
+		var col any
+		switch refs[0][j].(type) {
+		case *string:
+			col = pointers[string](refs, j)
+		case *ByteText:
+			col = pointers[ByteText](refs, j)
+		case *int:
+			col = pointers[int](refs, j)
+		case *int64:
+			col = pointers[int64](refs, j)
+		case *bool:
+			col = pointers[bool](refs, j)
+		case *time.Time:
+			col = pointers[time.Time](refs, j)
 		}
-		if !ok {
-			return nil, fmt.Errorf("unsupported value types in column %s of generations (the first is %T)", generationColumns[j], rows[0][j])
+		if col == nil {
+			return nil, fmt.Errorf("unsupported value type %T in column %s of generations", refs[0][j], generationColumns[j])
+		}
+		if cols[j] = ci.ColumnArg(col); cols[j] == nil {
+			return nil, fmt.Errorf("bind column %s of generations: the backend does not support %T", generationColumns[j], col)
 		}
 	}
 	return cols, nil
 }
 
-// column returns the values of column j of rows, and false when one of them
-// is not a T.
-func column[T any](rows [][]any, j int) ([]T, bool) {
-	out := make([]T, len(rows))
-	for i, row := range rows {
-		v, ok := row[j].(T)
-		if !ok {
-			return nil, false
-		}
-		out[i] = v
+// pointers returns the pointers of column j of refs, all *T because
+// generationRefs returns the same types for every row.
+func pointers[T any](refs [][generationColumnCount]any, j int) []*T {
+	out := make([]*T, len(refs))
+	for i := range refs {
+		out[i] = refs[i][j].(*T)
 	}
-	return out, true
-}
-
-func (s *Store) generationArgs(g *store.Generation) ([]any, error) {
-	attempts, err := json.Marshal(nonNil(g.Attempts))
-	if err != nil {
-		return nil, fmt.Errorf("encode attempts of generation %q: %w", g.ID, err)
-	}
-	return []any{
-		g.ID, g.RequestID, g.UserID, g.KeyID, g.SessionID, g.ConversationID,
-		g.Provider, g.Model, textBytes(g.Prompt), textBytes(g.Response), textBytes(g.Reasoning),
-		g.FinishReason, g.PromptTokens, g.CompletionTokens, g.ReasoningTokens,
-		g.TokensEstimated, g.Status, g.ErrorType, string(attempts), g.LatencyMS,
-		g.FirstTokenMS, g.ClientIP, g.Stream, s.b.TimeArg(g.CreatedAt), g.ContentCrypted,
-	}, nil
+	return out
 }
 
 // Generations lists the generations that match f, newest first.

@@ -78,6 +78,11 @@ type ColumnInserter interface {
 	// given as one array argument per column, of the given SQL types, and
 	// ends with the clause onConflict.
 	ColumnInsert(table string, columns, types []string, onConflict string) string
+	// ColumnArg returns the argument that binds column, a slice of
+	// pointers ([]*string, []*ByteText, []*int, []*int64, []*bool or
+	// []*time.Time), as one array, or nil for another type. A nil
+	// pointer binds NULL.
+	ColumnArg(column any) any
 }
 
 // Store implements the record methods of store.Store over a Backend. It is
