@@ -216,13 +216,30 @@ func nonNull(raw json.RawMessage) bool {
 
 var validRoles = map[string]bool{"system": true, "developer": true, "user": true, "assistant": true, "tool": true}
 
+// messageParams holds the param names of the first messages, so that a
+// request does not format one per message.
+var messageParams = func() (names [64]string) {
+	for i := range names {
+		names[i] = fmt.Sprintf("messages[%d]", i)
+	}
+	return names
+}()
+
+// messageParam returns the param name of message i in error objects.
+func messageParam(i int) string {
+	if i < len(messageParams) {
+		return messageParams[i]
+	}
+	return fmt.Sprintf("messages[%d]", i)
+}
+
 // upstreamMessages converts the OpenAI messages to upstream messages,
 // checking roles, content parts and sizes.
 func (req *ChatRequest) upstreamMessages(lim Limits) ([]upstream.Message, error) {
 	out := make([]upstream.Message, 0, len(req.Messages))
 	textBytes, imageBytes, images := 0, 0, 0
 	for i, m := range req.Messages {
-		param := fmt.Sprintf("messages[%d]", i)
+		param := messageParam(i)
 		if !validRoles[m.Role] {
 			if m.Role == "" {
 				return nil, BadRequest(param+".role", "missing_required_parameter", "Missing required parameter: %q.", param+".role")
@@ -261,6 +278,10 @@ func convertContent(param string, m ChatMessage) (upstream.Message, error) {
 		if role != "assistant" {
 			return msg, BadRequest(param+".content", "missing_required_parameter", "Missing required parameter: %q.", param+".content")
 		}
+	case raw[0] == '"' && len(raw) >= 2 && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0:
+		// The body was decoded as valid JSON and checked to be UTF-8, so a
+		// string without escapes is its bytes between the quotes.
+		msg.Text = string(raw[1 : len(raw)-1])
 	case raw[0] == '"':
 		if err := json.Unmarshal(raw, &msg.Text); err != nil {
 			return msg, BadRequest(param+".content", "invalid_type", "Invalid type for %q: expected a string or an array of content parts.", param+".content")

@@ -51,3 +51,34 @@ func FuzzDecodeChat(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMessageText checks that the text of a string content, which
+// convertContent takes without a JSON decoder when it has no escapes, is
+// what json.Unmarshal gives.
+func FuzzMessageText(f *testing.F) {
+	for _, seed := range []string{`"hello"`, `"a\"b"`, `""`, `"é ü"`, `"tab\tx"`, ` "x" `, `"\u00e9"`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, content []byte) {
+		body := []byte(`{"model":"m","messages":[{"role":"user","content":` + string(content) + `}]}`)
+		var req ChatRequest
+		if decodeBody(body, &req) != nil || len(req.Messages) != 1 {
+			return
+		}
+		var want any
+		if err := json.Unmarshal(req.Messages[0].Content, &want); err != nil {
+			t.Fatalf("content %q decoded in the body but not alone: %v", content, err)
+		}
+		text, isString := want.(string)
+		if !isString {
+			return
+		}
+		msg, err := convertContent("messages[0]", req.Messages[0])
+		if err != nil {
+			t.Fatalf("content %q: %v", content, err)
+		}
+		if msg.Text != text {
+			t.Fatalf("content %q: text %q; json.Unmarshal gives %q", content, msg.Text, text)
+		}
+	})
+}
