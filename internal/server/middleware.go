@@ -119,8 +119,9 @@ func (s *Server) identify(next http.Handler) http.Handler {
 		w.Header()["X-Request-Id"] = []string{id}
 
 		info := observe.Request{ID: id}
-		ip := peerAddr(r.RemoteAddr)
+		host, ip := peerAddr(r.RemoteAddr)
 		if contains(s.cfg.TrustedProxies, ip) {
+			host = ""
 			ip = forwardedFor(r.Header.Values("X-Forwarded-For"), ip, s.cfg.TrustedProxies)
 			// A TLS-terminating proxy reports the client's scheme, which
 			// links the gateway hands out must keep.
@@ -128,7 +129,12 @@ func (s *Server) identify(next http.Handler) http.Handler {
 				info.Scheme = proto
 			}
 		}
-		info.ClientIP = ip.String()
+		info.ClientIP = host
+		if host == "" || !ip.Is4() || strings.Contains(host, ":") {
+			// A dotted IPv4 peer is already in the form String gives,
+			// which would cost an allocation; anything else is formatted.
+			info.ClientIP = ip.String()
+		}
 		next.ServeHTTP(w, r.WithContext(observe.WithRequest(r.Context(), info)))
 	})
 }
@@ -293,13 +299,14 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 	})
 }
 
-func peerAddr(remote string) netip.Addr {
+// peerAddr returns the host part of a remote address and its address.
+func peerAddr(remote string) (string, netip.Addr) {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
 		host = remote
 	}
 	a, _ := netip.ParseAddr(host)
-	return a.Unmap()
+	return host, a.Unmap()
 }
 
 // forwardedFor walks X-Forwarded-For from the right and returns the first

@@ -257,16 +257,29 @@ func finishReason(ans *answer) string {
 }
 
 func (h *Handler) completion(call *chatCall, ans *answer) *completion {
-	text := ans.text.String()
-	msg := responseMessage{Role: "assistant", Content: &text, ReasoningContent: ans.reasoning.String(), ToolCalls: wholeToolCalls(ans.tools)}
-	if len(ans.tools) > 0 && text == "" {
+	// One allocation for the object and everything it points to.
+	b := &struct {
+		completion
+		choice [1]completionChoice
+		usage  usage
+		detail completionTokDetail
+		text   string
+	}{}
+	b.text = ans.text.String()
+	msg := responseMessage{Role: "assistant", Content: &b.text, ReasoningContent: ans.reasoning.String(), ToolCalls: wholeToolCalls(ans.tools)}
+	if len(ans.tools) > 0 && b.text == "" {
 		msg.Content = nil
 	}
-	return &completion{
+	b.choice[0] = completionChoice{Index: 0, Message: msg, FinishReason: finishReason(ans)}
+	u := call.tokenUsage(ans)
+	b.detail = completionTokDetail{ReasoningTokens: u.ReasoningTokens}
+	b.usage = usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens,
+		CompletionTokensDetails: &b.detail}
+	b.completion = completion{
 		ID: call.id, Object: "chat.completion", Created: call.created, Model: call.req.Model,
-		Choices: []completionChoice{{Index: 0, Message: msg, FinishReason: finishReason(ans)}},
-		Usage:   usageOf(call, ans),
+		Choices: b.choice[:], Usage: &b.usage,
 	}
+	return &b.completion
 }
 
 // wholeToolCalls returns the accumulated tool calls as a message carries
