@@ -42,6 +42,9 @@ type options struct {
 	loadBefore      string
 	// gatewayEnv holds extra NAME=value settings of every gateway run.
 	gatewayEnv string
+	// rounds is the number of runs of each system in the scenarios other
+	// than the slow streams.
+	rounds int
 }
 
 func main() {
@@ -51,6 +54,7 @@ func main() {
 	flag.StringVar(&o.database, "database", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL URL; each gateway gets a fresh schema in it")
 	flag.StringVar(&o.redis, "redis", "redis://127.0.0.1:6379/15", "REDIS_URL of the one gateway run with Redis (empty: skip that run)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each run, a Go duration")
+	flag.IntVar(&o.rounds, "rounds", 3, "runs of each system in every scenario but the slow streams, alternating the systems; the page shows the medians")
 	flag.StringVar(&o.gatewayEnv, "gateway-env", "", "space-separated NAME=value settings added to every gateway run, to compare settings (they win over the page's; the page names them)")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time at the start of each run, a Go duration")
 	flag.IntVar(&o.slowClients, "slow-clients", 10000, "concurrent clients of the slow-stream scenario")
@@ -93,14 +97,30 @@ func run(ctx context.Context, o options) error {
 		if o.only != "" && !contains(o.only, sc.name) {
 			continue
 		}
-		for _, sys := range sc.systems {
-			if o.systems != "" && !contains(o.systems, sys) {
-				continue
+		// Every round runs each system once, in turn, so that a change in
+		// the machine's speed during the scenario touches all of them.
+		rounds := o.rounds
+		if sc.slow {
+			rounds = 1
+		}
+		var systems []string
+		runs := map[string][]measurement{}
+		for round := range max(1, rounds) {
+			for _, sys := range sc.systems {
+				if o.systems != "" && !contains(o.systems, sys) {
+					continue
+				}
+				if round == 0 {
+					systems = append(systems, sys)
+				}
+				fmt.Fprintf(os.Stderr, "%s  %-12s %-14s ", time.Now().Format("15:04:05"), sc.name, sys)
+				m := env.measure(ctx, sc, sys)
+				fmt.Fprintln(os.Stderr, m.summary())
+				runs[sys] = append(runs[sys], m)
 			}
-			fmt.Fprintf(os.Stderr, "%s  %-12s %-14s ", time.Now().Format("15:04:05"), sc.name, sys)
-			m := env.measure(ctx, sc, sys)
-			fmt.Fprintln(os.Stderr, m.summary())
-			results = append(results, m)
+		}
+		for _, sys := range systems {
+			results = append(results, median(runs[sys]))
 		}
 	}
 	page := report{opts: o, began: began, took: time.Since(began), results: results, machine: describeMachine(),

@@ -114,6 +114,9 @@ func (r report) writeMachine(w func(string, ...any)) {
 		w("| machine load | %s |\n", r.opts.note)
 	}
 	w("| measured time per run | %s after a %s warm-up |\n", r.opts.duration, r.opts.warmup)
+	if r.opts.rounds > 1 {
+		w("| rounds | %d per scenario (1 for the slow streams), each running every system in turn; each figure is the median over the rounds, peak memory the largest, errors the sum |\n", r.opts.rounds)
+	}
 	w("| slow-stream scenarios | %d clients (%d on Grok web) connecting over %s, one stream each; emulator pause %s per token, client pause %s per event; the xai systems speak HTTP/2 without TLS to the emulator (gateway XAI_HTTP2_CLEARTEXT, baselines -h2c), the Grok web client HTTP/1.1 |\n",
 		r.opts.slowClients, r.opts.slowGrokClients, r.opts.slowRamp, r.opts.slowPace, r.opts.slowRead)
 	w("| upstream | emulators with no delay (20 chunks per streamed response), %d accounts or keys, all sessions of the gateway |\n", r.opts.sessions)

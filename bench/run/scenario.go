@@ -71,6 +71,8 @@ type measurement struct {
 	// load and with every slow client streaming; zero when not measured.
 	heapIdle, heapStreams int64
 	err                   error
+	// rounds is the number of runs that median combined; 0 for one run.
+	rounds int
 }
 
 // loadResult is the JSON that bench/load prints.
