@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,7 +33,9 @@ var errBadKey = &openai.Error{Status: http.StatusUnauthorized, Type: openai.Type
 // authenticate resolves the API key to a principal. A valid key is never
 // refused by the failed-authentication limit; an invalid one counts
 // against the client address, which is refused with 429 once over it.
-func (s *Server) authenticate(admin bool, next http.Handler) http.Handler {
+// A positive timeout bounds the rest of the request (REQUEST_TIMEOUT), set
+// in the same context layer as the principal.
+func (s *Server) authenticate(admin bool, timeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := bearer(r)
 		if key == "" {
@@ -49,7 +52,13 @@ func (s *Server) authenticate(admin bool, next http.Handler) http.Handler {
 				Code: "admin_key_required", Message: "This route needs an admin key."})
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
+		ctx := auth.NewContext(r.Context(), p)
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

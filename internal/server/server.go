@@ -109,7 +109,7 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 
 func (s *Server) routes() {
 	v1 := func(h func(http.ResponseWriter, *http.Request) error) http.Handler {
-		return s.allowIPs(s.cfg.IPAllowlist, s.authenticate(false, s.rateLimit(s.deadline(s.handle(h)))))
+		return s.allowIPs(s.cfg.IPAllowlist, s.authenticate(false, s.cfg.RequestTimeout, s.rateLimit(s.handle(h))))
 	}
 	s.mux.Handle("POST /v1/chat/completions", v1(s.deps.API.ServeChat))
 	s.mux.Handle("GET /v1/models", v1(s.deps.API.ServeModels))
@@ -130,7 +130,7 @@ func (s *Server) routes() {
 		s.mux.Handle("GET /metrics", open(promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{}).ServeHTTP))
 	}
 	if s.deps.Admin != nil {
-		s.mux.Handle("/admin/", s.allowIPs(s.cfg.AdminIPAllowlist, s.authenticate(true, s.deps.Admin)))
+		s.mux.Handle("/admin/", s.allowIPs(s.cfg.AdminIPAllowlist, s.authenticate(true, 0, s.deps.Admin)))
 	}
 	if s.deps.Console != nil {
 		s.mux.Handle("/console/", s.allowIPs(s.cfg.AdminIPAllowlist, s.deps.Console))
@@ -139,7 +139,7 @@ func (s *Server) routes() {
 }
 
 // deadline bounds a request by REQUEST_TIMEOUT; the upstream call is
-// canceled with it.
+// canceled with it. Authenticated routes get it from authenticate.
 func (s *Server) deadline(next http.Handler) http.Handler {
 	if s.cfg.RequestTimeout <= 0 {
 		return next

@@ -300,3 +300,20 @@ func TestUserPolicies(t *testing.T) {
 		}
 	})
 }
+
+// TestRequestTimeoutEndsSlowUpstream sets REQUEST_TIMEOUT below the time
+// the upstream takes to answer: the client gets a 504 in OpenAI's format
+// instead of the answer, and the request is audited.
+func TestRequestTimeoutEndsSlowUpstream(t *testing.T) {
+	g := startGateway(t, sqliteStore,
+		withConfig(func(c *config.Config) { c.RequestTimeout = 300 * time.Millisecond; c.MaxAttempts = 1 }),
+		withEmulator(func(c *grokweb.Config) { c.FirstByteDelay = 3 * time.Second }))
+	res := g.do(http.MethodPost, "/v1/chat/completions", userKey, chatBody("hi", false))
+	if res.Status != http.StatusGatewayTimeout {
+		t.Fatalf("status %d %s; want 504", res.Status, res.Body)
+	}
+	if !strings.Contains(string(res.Body), `"code":"upstream_timeout"`) {
+		t.Errorf("body %s; want the code upstream_timeout", res.Body)
+	}
+	g.waitGenerations(1)
+}

@@ -100,20 +100,49 @@ func (c wireChoice) events(d wireDelta) []upstream.Event {
 // readCompletion reads a whole response and returns it as a finished stream.
 func readCompletion(body io.Reader) (upstream.Stream, error) {
 	var c wireChunk
-	if err := json.NewDecoder(io.LimitReader(body, maxBodyBytes)).Decode(&c); err != nil {
+	if err := decodeBody(body, &c); err != nil {
 		return nil, &upstream.Error{Outcome: upstream.OutcomeUnavailable, Status: 200, Message: "the response body is not valid JSON", Err: err}
 	}
 	if len(c.Choices) == 0 {
 		return nil, &upstream.Error{Outcome: upstream.OutcomeUnavailable, Status: 200, Message: "the response has no choices"}
 	}
 	ch := c.Choices[0]
-	evs := []upstream.Event{{Kind: upstream.EventStart, ResponseID: c.ID, Model: c.Model}}
-	evs = append(evs, ch.events(ch.Message)...)
+	more := ch.events(ch.Message)
+	evs := make([]upstream.Event, 0, len(more)+2)
+	evs = append(evs, upstream.Event{Kind: upstream.EventStart, ResponseID: c.ID, Model: c.Model})
+	evs = append(evs, more...)
 	done := upstream.Event{Kind: upstream.EventDone, ResponseID: c.ID, Usage: c.Usage.usage()}
 	if ch.FinishReason != nil {
 		done.FinishReason = *ch.FinishReason
 	}
 	return &listStream{events: append(evs, done)}, nil
+}
+
+// bodyBuffers holds the buffers that decodeBody reads responses into.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer that goes back to bodyBuffers, so
+// that one large response does not stay in memory.
+const maxPooledBody = 64 << 10
+
+// decodeBody reads a JSON document of at most maxBodyBytes from body into
+// v, through a pooled buffer. Anything but white space after the value is
+// an error.
+func decodeBody(body io.Reader, v any) error {
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledBody {
+			buf.Reset()
+			bodyBuffers.Put(buf)
+		}
+	}()
+	buf.Reset()
+	if _, err := buf.ReadFrom(io.LimitReader(body, maxBodyBytes)); err != nil {
+		return err
+	}
+	// The strings that Unmarshal stores are copies, so the buffer may be
+	// reused once it returns.
+	return json.Unmarshal(buf.Bytes(), v)
 }
 
 // listStream replays events that were read in full.

@@ -29,10 +29,11 @@ type Config struct {
 	// BaseURL is the API base that /chat/completions and /models hang
 	// off, e.g. http://127.0.0.1:9100/v1. Default DefaultBaseURL.
 	BaseURL string
-	// HTTPClient sends every request. Its Timeout must be zero or longer
-	// than any response. Default: a client whose transport waits at most
+	// HTTPClient's Transport sends every request: the client itself is
+	// not used, so no redirect is followed and its Timeout, Jar and
+	// CheckRedirect do not apply. Default: a transport that waits at most
 	// 90s for response headers. A session with its own proxy gets a copy
-	// of this client's *http.Transport with that proxy set.
+	// of this *http.Transport with that proxy set.
 	HTTPClient *http.Client
 	// Now is the clock for Retry-After dates. Default time.Now.
 	Now func() time.Time
@@ -172,7 +173,14 @@ func (c *Client) send(ctx context.Context, cred upstream.Credential, method, pat
 		hreq.Header["Content-Type"] = vals[2:3:3]
 	}
 
-	resp, err := hc.Do(hreq)
+	// The transport, not the client: an API call is never redirected, and
+	// http.Client.Do would copy the headers of every request in case it
+	// was.
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	resp, err := rt.RoundTrip(hreq)
 	if err != nil {
 		return nil, transportError(ctx, err, newScrubber(cred))
 	}
