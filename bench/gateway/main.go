@@ -44,7 +44,9 @@ func run(debugAddr string) error {
 	if err != nil {
 		return err
 	}
-	log := observe.NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	logOut := observe.NewLogWriter(os.Stderr, cfg.LogFlushInterval)
+	defer logOut.Close()
+	log := observe.NewLogger(logOut, cfg.LogLevel, cfg.LogFormat)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

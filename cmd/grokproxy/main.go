@@ -215,7 +215,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := observe.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	logOut := observe.NewLogWriter(stderr, cfg.LogFlushInterval)
+	defer logOut.Close()
+	log := observe.NewLogger(logOut, cfg.LogLevel, cfg.LogFormat)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -238,7 +240,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	if key != "" {
 		// The one secret the gateway ever prints: straight to the
-		// terminal, never through the logger.
+		// terminal, never through the logger, after the lines logged
+		// so far.
+		logOut.Flush()
 		fmt.Fprintf(stderr, "\nNo admin existed, so one was created. Its API key, shown only this once:\n\n    %s\n\n", key)
 	}
 	// The background loops outlive the signal: streams that finish

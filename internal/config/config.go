@@ -56,11 +56,12 @@ type Config struct {
 	GrokTLSProfile       string        // GROK_TLS_PROFILE: go, chrome or chrome_<major>; default chrome
 	GrokProxyURL         secret.Value  // GROK_PROXY_URL: outbound proxy of sessions without their own; empty means direct
 
-	LogLevel          string       // LOG_LEVEL: debug, info, warn or error; default info
-	LogFormat         string       // LOG_FORMAT: json or text; default json
-	MetricsEnabled    bool         // METRICS_ENABLED: serve /metrics, default true
-	SentryDSN         secret.Value // SENTRY_DSN: error reports to Sentry; empty turns them off
-	SentryEnvironment string       // SENTRY_ENVIRONMENT: environment tag of error reports; empty leaves it out
+	LogLevel          string        // LOG_LEVEL: debug, info, warn or error; default info
+	LogFormat         string        // LOG_FORMAT: json or text; default json
+	LogFlushInterval  time.Duration // LOG_FLUSH_INTERVAL: longest time a log line of level info or below waits in the buffer; default 100ms; 0 writes each at once
+	MetricsEnabled    bool          // METRICS_ENABLED: serve /metrics, default true
+	SentryDSN         secret.Value  // SENTRY_DSN: error reports to Sentry; empty turns them off
+	SentryEnvironment string        // SENTRY_ENVIRONMENT: environment tag of error reports; empty leaves it out
 	// OTLPEndpoint (OTEL_EXPORTER_OTLP_ENDPOINT) is the base http(s) URL of
 	// an OTLP/HTTP collector that receives request traces; empty turns
 	// tracing off.
@@ -219,6 +220,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("MAX_HEADER_BYTES: must be at least 4096, got %d", c.MaxHeaderBytes)
 	case c.MaxHeaderCount < 16:
 		return fmt.Errorf("MAX_HEADER_COUNT: must be at least 16, got %d", c.MaxHeaderCount)
+	case c.LogFlushInterval < 0 || c.LogFlushInterval > time.Minute:
+		return fmt.Errorf("LOG_FLUSH_INTERVAL: must be between 0 and 1m, got %s", c.LogFlushInterval)
 	case c.MaxInFlight < 0:
 		return fmt.Errorf("MAX_IN_FLIGHT: must not be negative, got %d", c.MaxInFlight)
 	case c.GCHeadroomMB < 0 || c.GCHeadroomMB > 1<<20:

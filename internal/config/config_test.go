@@ -78,6 +78,7 @@ func TestInvalidSettingNamesIt(t *testing.T) {
 		"REQUEST_TIMEOUT":           {"REQUEST_TIMEOUT": "5"},
 		"MAX_ATTEMPTS":              {"MAX_ATTEMPTS": "0"},
 		"GC_HEADROOM_MB":            {"GC_HEADROOM_MB": "-1"},
+		"LOG_FLUSH_INTERVAL":        {"LOG_FLUSH_INTERVAL": "-1s"},
 	}
 	for name, vars := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -47,6 +47,7 @@ var Settings = []Setting{
 	{Name: "XAI_HTTP2_CLEARTEXT", Default: "false", Help: "speak HTTP/2 without TLS to an http:// XAI_BASE_URL, such as a local relay that accepts it (https URLs use HTTP/2 anyway)", set: boolean(func(c *Config) *bool { return &c.XAIHTTP2Cleartext })},
 	{Name: "LOG_LEVEL", Default: "info", Help: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 	{Name: "LOG_FORMAT", Default: "json", Help: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
+	{Name: "LOG_FLUSH_INTERVAL", Default: "100ms", Help: "longest time a log line of level info or below waits in the buffer before it is written, a Go duration; warnings and errors flush at once (0: write every line at once)", set: duration(func(c *Config) *time.Duration { return &c.LogFlushInterval })},
 	{Name: "METRICS_ENABLED", Default: "true", Help: "serve Prometheus metrics on /metrics", set: boolean(func(c *Config) *bool { return &c.MetricsEnabled })},
 	{Name: "SENTRY_DSN", Secret: true, Help: "Sentry DSN for error reports (empty: off)", set: secretValue(func(c *Config) *secret.Value { return &c.SentryDSN })},
 	{Name: "SENTRY_ENVIRONMENT", Help: "environment name on error reports, e.g. production (empty: none)", set: str(func(c *Config) *string { return &c.SentryEnvironment })},

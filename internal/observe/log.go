@@ -11,7 +11,8 @@ import (
 )
 
 // NewLogger returns a logger that writes JSON or text records at level to w,
-// through the scrubbing handler.
+// through the scrubbing handler. When w is a *LogWriter, records of level
+// warn and above flush it.
 func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: parseLevel(level)}
 	var h slog.Handler
@@ -19,6 +20,9 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 		h = slog.NewTextHandler(w, opts)
 	} else {
 		h = slog.NewJSONHandler(w, opts)
+	}
+	if lw, ok := w.(*LogWriter); ok {
+		h = flushHandler{next: h, w: lw}
 	}
 	return slog.New(NewContextHandler(NewScrubHandler(h)))
 }
