@@ -144,8 +144,8 @@ type Authenticator struct {
 	// staticGatewayForm is set when a static key has the form of a
 	// gateway key; otherwise such a key skips the static comparison.
 	staticGatewayForm bool
-	cache   *cache
-	redis   *redis.Client
+	cache             *cache
+	redis             *redis.Client
 
 	slots    chan struct{} // one token per running bcrypt check
 	busyWait time.Duration

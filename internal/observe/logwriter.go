@@ -15,9 +15,8 @@ const logBufferSize = 32 << 10
 // at most interval after it was logged, or at once when the buffer
 // passes 32 KiB. A request logs one line, so at thousands of requests a
 // second this turns thousands of write system calls into one per
-// interval. A process
-// killed outright loses at most interval of lines; Flush and Close write
-// what is buffered. It is safe for concurrent use.
+// interval. A process killed outright loses at most interval of lines.
+// Flush and Close write what is buffered. It is safe for concurrent use.
 type LogWriter struct {
 	w        io.Writer
 	interval time.Duration
