@@ -24,7 +24,11 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 	if lw, ok := w.(*LogWriter); ok {
 		h = flushHandler{next: h, w: lw}
 	}
-	return slog.New(NewContextHandler(NewScrubHandler(h)))
+	ch := contextHandler{next: NewScrubHandler(h)}
+	if format != "text" {
+		ch.access = &accessWriter{w: w}
+	}
+	return slog.New(ch)
 }
 
 // contextHandler adds the request id carried by the context to every
@@ -32,6 +36,10 @@ func NewLogger(w io.Writer, level, format string) *slog.Logger {
 type contextHandler struct {
 	next  slog.Handler
 	bound bool // a request_id attribute was added with WithAttrs
+	// access writes LogAccess lines straight to the output; nil when the
+	// format is not JSON or the logger has attributes or groups of its
+	// own.
+	access *accessWriter
 }
 
 // NewContextHandler wraps next so that a record logged with a request's

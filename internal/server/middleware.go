@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -166,25 +165,11 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		if route == "health" || route == "metrics" {
 			return
 		}
-		// The record goes to the handler directly: Logger.LogAttrs would
-		// also capture the caller's program counter, which costs more than
-		// the rest of the line and which no handler here prints.
-		ctx, h := r.Context(), s.log.Handler()
-		if !h.Enabled(ctx, slog.LevelInfo) {
-			return
-		}
-		line := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
-		line.AddAttrs(
-			slog.String("request_id", observe.RequestID(ctx)),
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.String("route", route),
-			slog.Int("status", rec.status),
-			slog.Int64("bytes", rec.bytes),
-			slog.Duration("duration", elapsed),
-			slog.String("client_ip", observe.ClientIP(ctx)),
-		)
-		_ = h.Handle(ctx, line)
+		ctx := r.Context()
+		observe.LogAccess(ctx, s.log, observe.Access{
+			RequestID: observe.RequestID(ctx), Method: r.Method, Path: r.URL.Path, Route: route,
+			Status: rec.status, Bytes: rec.bytes, Duration: elapsed, ClientIP: observe.ClientIP(ctx),
+		})
 	})
 }
 
