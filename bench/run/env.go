@@ -160,11 +160,37 @@ func (e *environment) measure(ctx context.Context, sc scenario, sys string) meas
 	if sut != nil {
 		sysPID = sut.pid()
 	}
-	cpuSys0, cpuUp0, cpuPG0 := cpuSeconds(sysPID), cpuSeconds(upstream.pid()), postgresCPU()
+	// CPU counts from the end of the warm-up, as the measured requests do,
+	// so that start-up work (the first key's bcrypt check, dialing) is
+	// not spread over the requests. The slow streams count the whole run.
+	type cpuSample struct {
+		sys, up float64
+		pg      map[int]float64
+	}
+	sample := func() cpuSample { return cpuSample{cpuSeconds(sysPID), cpuSeconds(upstream.pid()), postgresCPU()} }
+	from := sample()
+	warm := make(chan cpuSample, 1)
+	loadDone := make(chan struct{})
+	if !sc.slow {
+		go func() {
+			select {
+			case <-time.After(e.o.warmup):
+				warm <- sample()
+			case <-loadDone:
+			}
+		}()
+	}
 	m.load, m.heapStreams, err = e.runLoad(ctx, sc, sys, target, key, model, debugAddr)
-	m.cpuSystem = cpuSeconds(sysPID) - cpuSys0
-	m.cpuUpstream = cpuSeconds(upstream.pid()) - cpuUp0
-	m.cpuPostgres = cpuSpent(cpuPG0, postgresCPU())
+	close(loadDone)
+	m.cpuRequests = m.load.Total
+	select {
+	case from = <-warm:
+		m.cpuRequests = m.load.Measured
+	default:
+	}
+	m.cpuSystem = cpuSeconds(sysPID) - from.sys
+	m.cpuUpstream = cpuSeconds(upstream.pid()) - from.up
+	m.cpuPostgres = cpuSpent(from.pg, postgresCPU())
 	m.peakRSS = peakRSSBytes(sysPID)
 	if sut == nil {
 		// Direct runs have no system in front: its figures are the

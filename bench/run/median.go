@@ -8,7 +8,7 @@ import (
 // median combines the rounds of one system in one scenario into one
 // measurement: each figure is the median over the rounds, except peak
 // memory, the largest, and errors and cut streams, the sums. CPU is the
-// median of the per-request figures, so Total is set to 1,000 requests
+// median of the per-request figures, so the request count is set to 1,000
 // and each CPU field to its median seconds per 1,000.
 func median(rounds []measurement) measurement {
 	if len(rounds) == 1 {
@@ -49,7 +49,7 @@ func median(rounds []measurement) measurement {
 	m.cpuSystem = mid(func(r measurement) float64 { return r.perThousand(r.cpuSystem) })
 	m.cpuUpstream = mid(func(r measurement) float64 { return r.perThousand(r.cpuUpstream) })
 	m.cpuPostgres = mid(func(r measurement) float64 { return r.perThousand(r.cpuPostgres) })
-	m.load.Total = 1000
+	m.load.Total, m.cpuRequests = 1000, 1000
 	m.load.Errors, m.load.Cut = 0, 0
 	for _, r := range ok {
 		m.peakRSS = max(m.peakRSS, r.peakRSS)

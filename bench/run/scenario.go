@@ -73,6 +73,10 @@ type measurement struct {
 	err                   error
 	// rounds is the number of runs that median combined; 0 for one run.
 	rounds int
+	// cpuRequests is the number of requests the CPU figures cover: the
+	// measured ones when CPU was read from the end of the warm-up, all of
+	// them otherwise.
+	cpuRequests int
 }
 
 // loadResult is the JSON that bench/load prints.
@@ -94,10 +98,14 @@ type loadResult struct {
 
 // perThousand returns CPU seconds per 1,000 requests.
 func (m measurement) perThousand(cpu float64) float64 {
-	if m.load.Total == 0 {
+	n := m.cpuRequests
+	if n == 0 {
+		n = m.load.Total
+	}
+	if n == 0 {
 		return 0
 	}
-	return cpu / float64(m.load.Total) * 1000
+	return cpu / float64(n) * 1000
 }
 
 func (m measurement) isGateway() bool {
