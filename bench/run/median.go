@@ -14,6 +14,7 @@ func median(rounds []measurement) measurement {
 	if len(rounds) == 1 {
 		return rounds[0]
 	}
+	rounds = slices.Clone(rounds)
 	m := rounds[0]
 	var errs []error
 	ok := rounds[:0:0]
@@ -33,11 +34,7 @@ func median(rounds []measurement) measurement {
 		for i, r := range ok {
 			vs[i] = f(r)
 		}
-		slices.Sort(vs)
-		if len(vs)%2 == 1 {
-			return vs[len(vs)/2]
-		}
-		return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+		return middle(vs)
 	}
 	m = ok[0]
 	m.load.RPS = mid(func(r measurement) float64 { return r.load.RPS })
@@ -64,5 +61,15 @@ func median(rounds []measurement) measurement {
 		m.err = errors.Join(errs...)
 	}
 	m.rounds = len(ok)
+	m.runs = rounds
 	return m
+}
+
+// middle returns the median of vs, which it sorts.
+func middle(vs []float64) float64 {
+	slices.Sort(vs)
+	if len(vs)%2 == 1 {
+		return vs[len(vs)/2]
+	}
+	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
 }

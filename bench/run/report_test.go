@@ -51,3 +51,29 @@ func TestFloors(t *testing.T) {
 		}
 	}
 }
+
+func TestFloorsFromRoundRatios(t *testing.T) {
+	rounds := func(system string, cpus ...float64) measurement {
+		var runs []measurement
+		for _, c := range cpus {
+			runs = append(runs, result("chat-32", system, 1000, 5000, c, 1000))
+		}
+		return median(runs)
+	}
+	// Per-round ratios 2.0, 1.5 and 1.4: the median is 1.5, while the
+	// ratio of the two medians would be 2/1 = 2.
+	r := report{results: []measurement{rounds(sysRelay, 1, 2, 1), rounds(sysGateway, 2, 3, 1.4)}}
+	for _, f := range r.floors() {
+		if !f.known || f.name != "CPU per request vs JSON relay, non-streamed" {
+			continue
+		}
+		if want := "1.50× (chat-32; rounds 2.00, 1.50, 1.40)"; f.got != want {
+			t.Errorf("got %q; want %q", f.got, want)
+		}
+		if !f.met {
+			t.Error("a median ratio of 1.5 does not meet the floor of at most 1.5")
+		}
+		return
+	}
+	t.Fatal("no CPU floor for chat-32")
+}

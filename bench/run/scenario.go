@@ -73,6 +73,8 @@ type measurement struct {
 	err                   error
 	// rounds is the number of runs that median combined; 0 for one run.
 	rounds int
+	// runs are those runs, in the order they ran.
+	runs []measurement
 	// cpuRequests is the number of requests the CPU figures cover: the
 	// measured ones when CPU was read from the end of the warm-up, all of
 	// them otherwise.
