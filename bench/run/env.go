@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -509,5 +510,8 @@ func (e *environment) saveProfile(ctx context.Context, sc scenario, sys, debugAd
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// With rounds, each round profiles again into the same file, and the
+	// page lists the last.
+	e.profiles = slices.DeleteFunc(e.profiles, func(p profile) bool { return p.scenario == sc.name && p.kind == kind })
 	e.profiles = append(e.profiles, profile{scenario: sc.name, kind: kind, path: file, top: top.String()})
 }
