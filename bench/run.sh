@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the overhead benchmark and rewrites docs/benchmarks.md.
 #
-#   bench/run.sh                      every scenario, about 10 minutes on 2 cores
+#   bench/run.sh                      every scenario, about 20 minutes on 2 cores
 #   bench/run.sh -profile /tmp/prof   also CPU and allocation profiles of the
 #                                     gateway's 256-client runs
 #   bench/run.sh -only chat-32        one scenario (see bench/README.md)
