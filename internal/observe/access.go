@@ -44,7 +44,12 @@ func LogAccess(ctx context.Context, log *slog.Logger, a Access) {
 		ch.access.write(time.Now(), a)
 		return
 	}
-	r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+	_ = h.Handle(ctx, a.record(time.Now()))
+}
+
+// record returns a as a slog record logged at t.
+func (a Access) record(t time.Time) slog.Record {
+	r := slog.NewRecord(t, slog.LevelInfo, "request", 0)
 	r.AddAttrs(
 		slog.String("request_id", a.RequestID),
 		slog.String("method", a.Method),
@@ -55,7 +60,7 @@ func LogAccess(ctx context.Context, log *slog.Logger, a Access) {
 		slog.Duration("duration", a.Duration),
 		slog.String("client_ip", a.ClientIP),
 	)
-	_ = h.Handle(ctx, r)
+	return r
 }
 
 // plain reports whether every string of a is printable ASCII that JSON

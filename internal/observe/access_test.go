@@ -10,21 +10,11 @@ import (
 	"time"
 )
 
-// slogLine returns the line slog's JSON handler writes for a at t.
+// slogLine returns the line slog's JSON handler writes for the record of
+// a at t.
 func slogLine(t time.Time, a Access) string {
 	var buf bytes.Buffer
-	r := slog.NewRecord(t, slog.LevelInfo, "request", 0)
-	r.AddAttrs(
-		slog.String("request_id", a.RequestID),
-		slog.String("method", a.Method),
-		slog.String("path", a.Path),
-		slog.String("route", a.Route),
-		slog.Int("status", a.Status),
-		slog.Int64("bytes", a.Bytes),
-		slog.Duration("duration", a.Duration),
-		slog.String("client_ip", a.ClientIP),
-	)
-	slog.NewJSONHandler(&buf, nil).Handle(context.Background(), r)
+	slog.NewJSONHandler(&buf, nil).Handle(context.Background(), a.record(t))
 	return buf.String()
 }
 
