@@ -399,10 +399,12 @@ func trimTop(s string) string {
 
 func (r report) writeMethod(w func(string, ...any)) {
 	w("## How to re-run\n\n")
-	w("```sh\nbench/run.sh                 # everything, about 10 minutes on 2 cores\n")
-	w("bench/run.sh -profile /tmp/prof   # also CPU and allocation profiles\n```\n\n")
+	w("```sh\nbench/run.sh                 # everything, about 20 minutes on 2 cores\n")
+	w("bench/run.sh -profile /tmp/prof   # also CPU and allocation profiles\n")
+	w("bench/instructions.sh        # instructions per request, relay and gateway\n```\n\n")
 	w("The script builds the binaries, raises the open-files limit, runs the Go\n")
 	w("benchmarks once, then runs every scenario against every system in turn\n")
-	w("(direct, proxy, relay, gateway, gateway-grok), each with a freshly started\n")
-	w("emulator and system, and rewrites this page. See bench/README.md.\n")
+	w("(direct, proxy, relay, gateway, gateway-grok), in rounds, each run with a\n")
+	w("freshly started emulator and system, and rewrites this page. See\n")
+	w("bench/README.md.\n")
 }
