@@ -271,10 +271,7 @@ func (h *Handler) completion(call *chatCall, ans *answer) *completion {
 		msg.Content = nil
 	}
 	b.choice[0] = completionChoice{Index: 0, Message: msg, FinishReason: finishReason(ans)}
-	u := call.tokenUsage(ans)
-	b.detail = completionTokDetail{ReasoningTokens: u.ReasoningTokens}
-	b.usage = usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens,
-		CompletionTokensDetails: &b.detail}
+	b.usage = usageFrom(call.tokenUsage(ans), &b.detail)
 	b.completion = completion{
 		ID: call.id, Object: "chat.completion", Created: call.created, Model: call.req.Model,
 		Choices: b.choice[:], Usage: &b.usage,
@@ -295,11 +292,16 @@ func wholeToolCalls(calls []toolCall) []toolCall {
 
 // usageOf returns upstream usage when reported, otherwise an estimate.
 func usageOf(call *chatCall, ans *answer) *usage {
-	u := call.tokenUsage(ans)
-	return &usage{
-		PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens,
-		CompletionTokensDetails: &completionTokDetail{ReasoningTokens: u.ReasoningTokens},
-	}
+	u := usageFrom(call.tokenUsage(ans), new(completionTokDetail))
+	return &u
+}
+
+// usageFrom returns the usage object of u, whose details it stores in
+// detail.
+func usageFrom(u upstream.Usage, detail *completionTokDetail) usage {
+	*detail = completionTokDetail{ReasoningTokens: u.ReasoningTokens}
+	return usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens,
+		CompletionTokensDetails: detail}
 }
 
 func (call *chatCall) tokenUsage(ans *answer) upstream.Usage {
