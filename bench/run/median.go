@@ -15,6 +15,7 @@ func median(rounds []measurement) measurement {
 		return rounds[0]
 	}
 	rounds = slices.Clone(rounds)
+
 	m := rounds[0]
 	var errs []error
 	ok := rounds[:0:0]
@@ -29,6 +30,7 @@ func median(rounds []measurement) measurement {
 		m.err = errors.Join(errs...)
 		return m
 	}
+
 	mid := func(f func(measurement) float64) float64 {
 		vs := make([]float64, len(ok))
 		for i, r := range ok {
@@ -36,6 +38,7 @@ func median(rounds []measurement) measurement {
 		}
 		return middle(vs)
 	}
+
 	m = ok[0]
 	m.load.RPS = mid(func(r measurement) float64 { return r.load.RPS })
 	m.load.P50 = mid(func(r measurement) float64 { return r.load.P50 })
@@ -47,6 +50,7 @@ func median(rounds []measurement) measurement {
 	m.cpuUpstream = mid(func(r measurement) float64 { return r.perThousand(r.cpuUpstream) })
 	m.cpuPostgres = mid(func(r measurement) float64 { return r.perThousand(r.cpuPostgres) })
 	m.load.Total, m.cpuRequests = 1000, 1000
+
 	m.load.Errors, m.load.Cut = 0, 0
 	for _, r := range ok {
 		m.peakRSS = max(m.peakRSS, r.peakRSS)
@@ -56,6 +60,7 @@ func median(rounds []measurement) measurement {
 			m.load.FirstError = r.load.FirstError
 		}
 	}
+
 	// A round that failed outright counts as an error of the whole.
 	if len(errs) > 0 {
 		m.err = errors.Join(errs...)

@@ -100,8 +100,8 @@ func parseLevel(s string) slog.Level {
 // so that a request costs one context layer, not one per field.
 type requestKey struct{}
 
-// Request is what the gateway decided about a request before handling
-// it.
+// Request is the gateway's view of a request before handling it: its id,
+// client address and scheme.
 type Request struct {
 	ID       string // request id, echoed in X-Request-ID
 	ClientIP string // client address, as decided by the trusted-proxy rules

@@ -86,8 +86,8 @@ func scrubPatterns(s string) string {
 	return s
 }
 
-// secretKeyCache remembers isSecretKey's answer for attribute keys, which
-// are a small fixed set in practice. It stops growing at maxCachedKeys.
+// secretKeyCache stores isSecretKey's result for attribute keys, which are
+// a small fixed set in practice. It stops growing at maxCachedKeys.
 var secretKeyCache sync.Map // of string to bool
 
 const maxCachedKeys = 1024

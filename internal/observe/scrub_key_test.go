@@ -11,7 +11,7 @@ func TestSecretKeyCached(t *testing.T) {
 		"route":         false,
 		"status":        false,
 	}
-	// The second round answers from the cache.
+	// The second round reads the cache.
 	for round := range 2 {
 		for key, want := range cases {
 			if got := isSecretKey(key); got != want {

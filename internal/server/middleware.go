@@ -140,9 +140,9 @@ func (s *Server) identify(next http.Handler) http.Handler {
 
 // accessLog logs one line per request and counts it in the metrics. It
 // never logs the query string, headers or body. Its recorder also bounds
-// every write to the client by StreamWriteTimeout: a client that stops
-// reading is cut once a write has blocked that long, and the handler's
-// write fails, so the handler releases its session at once instead of
+// every write to the client by StreamWriteTimeout. A client that stops
+// reading is cut once a write has blocked that long. The handler's write
+// then fails, so the handler releases its session at once instead of
 // waiting for the request deadline.
 func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -302,8 +302,8 @@ func TestUserPolicies(t *testing.T) {
 }
 
 // TestRequestTimeoutEndsSlowUpstream sets REQUEST_TIMEOUT below the time
-// the upstream takes to answer: the client gets a 504 in OpenAI's format
-// instead of the answer, and the request is audited.
+// the upstream takes to respond. The client gets a 504 in OpenAI's format
+// instead of the completion, and the request is audited.
 func TestRequestTimeoutEndsSlowUpstream(t *testing.T) {
 	g := startGateway(t, sqliteStore,
 		withConfig(func(c *config.Config) { c.RequestTimeout = 300 * time.Millisecond; c.MaxAttempts = 1 }),
